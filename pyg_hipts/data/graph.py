@@ -1,0 +1,184 @@
+"""Radius graphs of molecules in a batch, and the pair list the interaction layers consume.
+
+Convention (PyG ``source_to_target``): ``edge_index[0]`` is the source atom ``j`` and
+``edge_index[1]`` the target atom ``i`` that receives the message. The pair vector is
+``r_ij = pos[j] - pos[i] (+ periodic shift)`` and ``d_ij = |r_ij|``; pairs never join an atom to
+itself, and both directions of every pair are listed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+try:  # optional compiled neighbour search
+    import torch_cluster
+
+    HAS_TORCH_CLUSTER = True
+except ImportError:  # pragma: no cover - depends on the environment
+    torch_cluster = None
+    HAS_TORCH_CLUSTER = False
+
+
+def validate_atoms(z: Tensor, pos: Tensor, batch: Tensor | None) -> Tensor:
+    """Check the inputs of a forward pass and return ``batch`` (all zeros when ``None``).
+
+    Raises ``ValueError`` naming the problem for: an empty batch, ``pos`` not of shape
+    ``[N, 3]``, ``z`` not of shape ``[N]``, ``batch`` not of shape ``[N]`` or not sorted,
+    and NaN or infinite positions.
+    """
+    if pos.dim() != 2 or pos.shape[-1] != 3:
+        raise ValueError(f"pos must have shape [N, 3], got {list(pos.shape)}")
+    n_atoms = pos.shape[0]
+    if n_atoms == 0:
+        raise ValueError("empty batch: there are no atoms")
+    if z.dim() != 1 or z.shape[0] != n_atoms:
+        raise ValueError(f"z must have shape [N] = [{n_atoms}] to match pos, got {list(z.shape)}")
+    if z.is_floating_point():
+        raise ValueError(f"z must hold integer species, got dtype {z.dtype}")
+    if not torch.isfinite(pos).all():
+        bad = (~torch.isfinite(pos)).any(dim=1).nonzero().flatten()
+        raise ValueError(f"pos holds NaN or infinite values at atoms {bad[:10].tolist()}")
+    if batch is None:
+        return torch.zeros(n_atoms, dtype=torch.long, device=pos.device)
+    if batch.dim() != 1 or batch.shape[0] != n_atoms:
+        raise ValueError(f"batch must have shape [N] = [{n_atoms}] to match pos, got {list(batch.shape)}")
+    if n_atoms > 1 and bool((batch[1:] < batch[:-1]).any()):
+        raise ValueError("batch must be sorted (atoms of one structure contiguous, as PyG batches are)")
+    return batch
+
+
+def _radius_graph_dense(pos: Tensor, cutoff: float, batch: Tensor) -> Tensor:
+    """Pure-torch radius graph: all pairs of each structure, padded to the largest one.
+
+    Memory ``O(B · n_max²)``; exact (no neighbour cap). Returns ``edge_index`` ``[2, P]``.
+    """
+    counts = torch.bincount(batch)
+    starts = torch.cumsum(counts, 0) - counts
+    n_max = int(counts.max())
+    local = torch.arange(pos.shape[0], device=pos.device) - starts[batch]
+    dense = pos.new_zeros(counts.shape[0], n_max, 3)
+    real = torch.zeros(counts.shape[0], n_max, dtype=torch.bool, device=pos.device)
+    dense[batch, local] = pos.detach()
+    real[batch, local] = True
+    dist2 = (dense.unsqueeze(2) - dense.unsqueeze(1)).square().sum(-1)
+    keep = (dist2 <= cutoff * cutoff) & real.unsqueeze(2) & real.unsqueeze(1)
+    keep &= ~torch.eye(n_max, dtype=torch.bool, device=pos.device)
+    mol, target, source = keep.nonzero(as_tuple=True)
+    return torch.stack([source + starts[mol], target + starts[mol]])
+
+
+def radius_graph(pos: Tensor, cutoff: float, batch: Tensor, use_torch_cluster: bool | None = None) -> Tensor:
+    """Directed pairs ``(j -> i)`` with ``0 < |pos_j - pos_i| <= cutoff`` within each structure.
+
+    Uses torch-cluster when it is importable (``use_torch_cluster=None``), else the pure-torch
+    search; both give the same set of pairs. There is no neighbour cap: torch-cluster is called
+    with ``max_num_neighbors`` equal to the largest structure. Returns ``[2, P]`` sorted by target.
+    """
+    if use_torch_cluster is None:
+        use_torch_cluster = HAS_TORCH_CLUSTER
+    if use_torch_cluster:
+        if not HAS_TORCH_CLUSTER:
+            raise ImportError("torch-cluster is not installed; install the 'fast' extra")
+        largest = int(torch.bincount(batch).max())
+        edge_index = torch_cluster.radius_graph(
+            pos.detach(), r=cutoff, batch=batch, loop=False, max_num_neighbors=largest
+        )
+    else:
+        edge_index = _radius_graph_dense(pos, cutoff, batch)
+    return sort_by_target(edge_index, pos.shape[0])
+
+
+def sort_by_target(edge_index: Tensor, n_atoms: int) -> Tensor:
+    """Order pairs by target atom, then source atom. ``[2, P] -> [2, P]``."""
+    key = edge_index[1] * n_atoms + edge_index[0]
+    return edge_index[:, torch.argsort(key)]
+
+
+@dataclass
+class PairList:
+    """Pairs of a batch with the geometry that carries gradients to ``pos``.
+
+    Attributes:
+        edge_index: ``[2, P]`` (source ``j``, target ``i``), sorted by target.
+        vec: ``[P, 3]`` pair vectors ``r_ij = pos_j - pos_i (+ shift)``.
+        dist: ``[P]`` distances ``|r_ij|``.
+        n_atoms: number of atoms ``N``.
+        slot: ``[P]`` position of each pair within its target's neighbour list.
+        reverse: ``[P]`` index of the pair ``(i -> j)`` of each pair ``(j -> i)``.
+        max_neighbours: ``K``, the longest neighbour list.
+    """
+
+    edge_index: Tensor
+    vec: Tensor
+    dist: Tensor
+    n_atoms: int
+    slot: Tensor
+    reverse: Tensor
+    max_neighbours: int
+
+    @property
+    def source(self) -> Tensor:
+        return self.edge_index[0]
+
+    @property
+    def target(self) -> Tensor:
+        return self.edge_index[1]
+
+    @property
+    def n_pairs(self) -> int:
+        return self.edge_index.shape[1]
+
+    def adjacency(self) -> Tensor:
+        """Sparse ``[N, N]`` adjacency with rows = targets (PyG's ``adj_t``)."""
+        ones = torch.ones(self.n_pairs, dtype=self.vec.dtype, device=self.vec.device)
+        return torch.sparse_coo_tensor(
+            self.edge_index.flip(0), ones, (self.n_atoms, self.n_atoms), check_invariants=False
+        )
+
+
+def build_pair_list(
+    pos: Tensor, edge_index: Tensor, shifts: Tensor | None = None, image_index: Tensor | None = None
+) -> PairList:
+    """Geometry and neighbour-list layout of target-sorted pairs.
+
+    ``shifts`` ``[P, 3]`` are Cartesian periodic image shifts added to ``pos_j - pos_i``;
+    ``image_index`` ``[P, 3]`` are the integer cell shifts that identify the image, used to find
+    each pair's reverse (whose shift is the negative). Raises if the list is not symmetric.
+    """
+    n_atoms = pos.shape[0]
+    source, target = edge_index
+    vec = pos[source] - pos[target]
+    if shifts is not None:
+        vec = vec + shifts
+    dist = torch.linalg.vector_norm(vec, dim=-1)
+    n_pairs = edge_index.shape[1]
+    counts = torch.bincount(target, minlength=n_atoms)
+    starts = torch.cumsum(counts, 0) - counts
+    slot = torch.arange(n_pairs, device=pos.device) - starts[target]
+    if n_pairs and bool((slot < 0).any()):
+        raise ValueError("pairs must be sorted by target atom")
+    reverse = _reverse_pairs(edge_index, n_atoms, image_index)
+    max_neighbours = int(counts.max()) if n_pairs else 0
+    return PairList(edge_index, vec, dist, n_atoms, slot, reverse, max_neighbours)
+
+
+def _reverse_pairs(edge_index: Tensor, n_atoms: int, image_index: Tensor | None) -> Tensor:
+    """Index of the pair ``(i -> j, -shift)`` for every pair ``(j -> i, shift)``. ``[P]``."""
+    source, target = edge_index
+    key = target * n_atoms + source
+    reverse_key = source * n_atoms + target
+    if image_index is not None:
+        span = int(image_index.abs().max()) * 2 + 1 if image_index.numel() else 1
+        code = ((image_index + span // 2) * torch.tensor([span * span, span, 1], device=key.device)).sum(1)
+        reverse_code = ((span // 2 - image_index) * torch.tensor([span * span, span, 1], device=key.device)).sum(1)
+        key = key * span**3 + code
+        reverse_key = reverse_key * span**3 + reverse_code
+    order = torch.argsort(key)
+    sorted_key = key[order]
+    found = torch.searchsorted(sorted_key, reverse_key).clamp(max=max(len(key) - 1, 0))
+    if len(key) and not bool((sorted_key[found] == reverse_key).all()):
+        raise ValueError("the pair list is not symmetric: some pair (j -> i) has no (i -> j)")
+    return order[found]

@@ -1,0 +1,54 @@
+"""Hierarchical energy head: one linear read-out per feature level, summed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torch_geometric.utils import scatter
+
+
+@dataclass
+class HierarchicalEnergies:
+    """Energies of a batch of ``B`` structures with ``N`` atoms and ``L + 1`` levels.
+
+    Attributes:
+        energy: ``[B, 1]`` total energy ``E = Σ_k Σ_i e_i^(k)``.
+        atom_energies: ``[N, 1]`` ``Σ_k e_i^(k)``.
+        level_energies: ``[B, L + 1]`` ``E_k = Σ_i e_i^(k)`` per level.
+        hierarchicality: ``[B, 1]`` ``Σ_i Σ_k (e_i^(k+1))² / ((e_i^(k+1))² + (e_i^(k))²)``.
+    """
+
+    energy: Tensor
+    atom_energies: Tensor
+    level_energies: Tensor
+    hierarchicality: Tensor
+
+
+class HierarchicalEnergy(nn.Module):
+    """``e_i^(k) = h_i^(k) · w_k + b_k`` for each level ``k`` (level 0 = one-hot species, no bias,
+    so ``w_0`` is a per-species reference energy).
+
+    ``forward(levels: list of [N, f_k], batch [N], n_structures) -> HierarchicalEnergies``.
+    """
+
+    def __init__(self, feature_sizes: list[int]):
+        super().__init__()
+        self.heads = nn.ModuleList(
+            nn.Linear(width, 1, bias=level > 0) for level, width in enumerate(feature_sizes)
+        )
+
+    def forward(self, levels: list[Tensor], batch: Tensor, n_structures: int) -> HierarchicalEnergies:
+        per_level = torch.cat([head(h) for head, h in zip(self.heads, levels, strict=True)], dim=1)
+        atom_energies = per_level.sum(1, keepdim=True)
+        level_energies = scatter(per_level, batch, dim=0, dim_size=n_structures, reduce="sum")
+        squares = per_level.square()
+        ratios = squares[:, 1:] / (squares[:, 1:] + squares[:, :-1])
+        hierarchicality = scatter(ratios.sum(1, keepdim=True), batch, dim=0, dim_size=n_structures)
+        return HierarchicalEnergies(level_energies.sum(1, keepdim=True), atom_energies, level_energies, hierarchicality)
+
+    @torch.no_grad()
+    def set_reference_energies(self, per_species: Tensor) -> None:
+        """Write per-species energies ``[n_species]`` into the level-0 read-out."""
+        self.heads[0].weight.copy_(per_species.reshape(1, -1).to(self.heads[0].weight))

@@ -1,0 +1,171 @@
+"""HIP-NN / HIP-NN-TS: ``forward(z, pos, batch) -> energy [B, 1]``, like PyG's ``SchNet``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torch_geometric.data import Batch
+
+from ..data.graph import PairList, build_pair_list, radius_graph, validate_atoms
+from .energy import HierarchicalEnergy
+from .interaction import HipInteraction
+from .layers import Residual, atom_layer
+
+
+@dataclass
+class HipOutput:
+    """Predictions for ``B`` structures with ``N`` atoms in total.
+
+    Attributes:
+        energy: ``[B, 1]``. forces: ``[N, 3]`` ``= -∂E/∂pos`` (``None`` unless asked for).
+        atom_energies: ``[N, 1]``. level_energies: ``[B, L + 1]``. hierarchicality: ``[B, 1]``.
+    """
+
+    energy: Tensor
+    forces: Tensor | None
+    atom_energies: Tensor
+    level_energies: Tensor
+    hierarchicality: Tensor
+
+
+class HipNN(nn.Module):
+    """Hierarchically Interacting Particle Neural Network with tensor sensitivity.
+
+    Hyper-parameter names follow hippynn's ``Hipnn``:
+
+    Args:
+        species: atomic numbers (or bead types) the model knows; input ``z`` outside this list
+            is an error. Features start as the one-hot encoding of the position in this list.
+        n_features: width of every interaction block.
+        n_sensitivities: number of distance sensitivities ``ν``.
+        dist_soft_min, dist_soft_max: innermost and outermost sensitivity centres.
+        dist_hard_max: cutoff radius of the radius graph and of the sensitivities.
+        n_interaction_layers: number of blocks (interaction + atom layers).
+        n_atom_layers: dense layers after each interaction.
+        l_max: tensor sensitivity order: 0 = HIP-NN, 1 = vectors, 2 = vectors and quadrupoles.
+        resnet: residual form of every layer (hippynn's default).
+        cusp_reg: ``ε`` inside the tensor norms.
+        sensitivity_type: ``"inverse"`` (Gaussians in ``1/d``) or ``"gaussian"`` (in ``d``).
+        fused: evaluate interactions with padded batched products (fast) instead of PyG's
+            gather / scatter path (same numbers).
+    """
+
+    def __init__(
+        self,
+        species: Sequence[int],
+        n_features: int = 64,
+        n_sensitivities: int = 20,
+        dist_soft_min: float = 0.75,
+        dist_soft_max: float = 5.5,
+        dist_hard_max: float = 6.5,
+        n_interaction_layers: int = 2,
+        n_atom_layers: int = 3,
+        l_max: int = 2,
+        resnet: bool = True,
+        cusp_reg: float = 1e-6,
+        sensitivity_type: str = "inverse",
+        fused: bool = True,
+    ):
+        super().__init__()
+        species = [int(s) for s in species]
+        if not species or len(set(species)) != len(species) or min(species) < 0:
+            raise ValueError(f"species must be distinct non-negative integers, got {species}")
+        self.species = species
+        self.dist_hard_max, self.l_max, self.fused = dist_hard_max, l_max, fused
+        lookup = torch.full((max(species) + 1,), -1, dtype=torch.long)
+        lookup[torch.tensor(species)] = torch.arange(len(species))
+        self.register_buffer("species_index", lookup, persistent=False)
+        self.activation = nn.Softplus()
+        widths = [len(species)] + [n_features] * n_interaction_layers
+        self.blocks = nn.ModuleList()
+        for width_in, width_out in zip(widths[:-1], widths[1:], strict=True):
+            interaction = HipInteraction(
+                width_in, width_out, n_sensitivities, dist_soft_min, dist_soft_max, dist_hard_max,
+                l_max, sensitivity_type, cusp_reg,
+            )
+            layers = [Residual(interaction, width_in, width_out, width_out, self.activation, resnet)]
+            layers += [atom_layer(width_out, width_out, self.activation, resnet) for _ in range(n_atom_layers)]
+            self.blocks.append(nn.ModuleList(layers))
+        self.energy_head = HierarchicalEnergy(widths)
+
+    @property
+    def interactions(self) -> list[HipInteraction]:
+        return [block[0].layer for block in self.blocks]
+
+    def one_hot(self, z: Tensor, dtype: torch.dtype) -> Tensor:
+        """``z [N] -> [N, n_species]``; raises on species the model does not know."""
+        known = (z >= 0) & (z < self.species_index.shape[0])
+        index = torch.where(known, self.species_index[z.clamp(0, self.species_index.shape[0] - 1)], -1)
+        if bool((index < 0).any()):
+            unknown = sorted(set(z[index < 0].tolist()))
+            raise ValueError(f"species {unknown} are not known to the model (species={self.species})")
+        return nn.functional.one_hot(index, len(self.species)).to(dtype)
+
+    def pairs(self, pos: Tensor, batch: Tensor) -> PairList:
+        """Radius graph of the batch with geometry that carries gradients to ``pos``."""
+        edge_index = radius_graph(pos, self.dist_hard_max, batch)
+        pairs = build_pair_list(pos, edge_index)
+        self.interactions[0].sensitivity.warn_if_too_close(pairs.dist)
+        return pairs
+
+    def features(self, z: Tensor, pos: Tensor, pairs: PairList) -> list[Tensor]:
+        """Features of every level ``[x⁰ = one-hot, x¹, ..., x^L]``, each ``[N, f_k]``."""
+        x = self.one_hot(z, pos.dtype)
+        levels = [x]
+        for block in self.blocks:
+            x = block[0](x, pairs, self.fused)
+            for layer in block[1:]:
+                x = layer(x)
+            levels.append(x)
+        return levels
+
+    def forward(self, z: Tensor, pos: Tensor, batch: Tensor | None = None) -> Tensor:
+        """Energy per structure ``[B, 1]``."""
+        return self.predict(z, pos, batch, forces=False).energy
+
+    def predict(
+        self, z: Tensor, pos: Tensor, batch: Tensor | None = None, *, forces: bool = True,
+        create_graph: bool = False,
+    ) -> HipOutput:
+        """Energies, and forces ``-∂E/∂pos`` by autograd when ``forces`` is true.
+
+        Use ``create_graph=True`` when a loss on the forces is to be back-propagated.
+        """
+        batch = validate_atoms(z, pos, batch)
+        z = z.long()
+        if forces and not pos.requires_grad:
+            pos = pos.detach().requires_grad_(True)
+        n_structures = int(batch[-1]) + 1
+        with torch.set_grad_enabled(forces or torch.is_grad_enabled()):
+            levels = self.features(z, pos, self.pairs(pos, batch))
+            energies = self.energy_head(levels, batch, n_structures)
+            force = None
+            if forces:
+                (grad,) = torch.autograd.grad(
+                    energies.energy.sum(), pos, create_graph=create_graph, retain_graph=create_graph
+                )
+                force = -grad
+        return HipOutput(
+            energies.energy, force, energies.atom_energies, energies.level_energies, energies.hierarchicality
+        )
+
+    def predict_data(self, data: Batch, *, forces: bool = True, create_graph: bool = False) -> HipOutput:
+        """:meth:`predict` on a PyG ``Data`` / ``Batch`` with fields ``z``, ``pos``, ``batch``."""
+        return self.predict(data.z, data.pos, getattr(data, "batch", None), forces=forces, create_graph=create_graph)
+
+    def set_reference_energies(self, per_species: Tensor) -> None:
+        """Per-species reference energies ``[n_species]`` (order of ``species``) into level 0."""
+        if per_species.numel() != len(self.species):
+            raise ValueError(f"expected {len(self.species)} reference energies, got {per_species.numel()}")
+        self.energy_head.set_reference_energies(per_species)
+
+    def regularization_parameters(self) -> list[Tensor]:
+        """Weights penalised by an L2 term (interaction, self-interaction, dense, residual)."""
+        params = []
+        for block in self.blocks:
+            for layer in block:
+                params += layer.regularization_parameters()
+        return params
