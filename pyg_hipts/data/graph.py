@@ -173,7 +173,9 @@ def _reverse_pairs(edge_index: Tensor, n_atoms: int, image_index: Tensor | None)
     if image_index is not None:
         span = int(image_index.abs().max()) * 2 + 1 if image_index.numel() else 1
         code = ((image_index + span // 2) * torch.tensor([span * span, span, 1], device=key.device)).sum(1)
-        reverse_code = ((span // 2 - image_index) * torch.tensor([span * span, span, 1], device=key.device)).sum(1)
+        reverse_code = (
+            (span // 2 - image_index) * torch.tensor([span * span, span, 1], device=key.device)
+        ).sum(1)
         key = key * span**3 + code
         reverse_key = reverse_key * span**3 + reverse_code
     order = torch.argsort(key)

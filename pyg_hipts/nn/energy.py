@@ -46,7 +46,9 @@ class HierarchicalEnergy(nn.Module):
         squares = per_level.square()
         ratios = squares[:, 1:] / (squares[:, 1:] + squares[:, :-1])
         hierarchicality = scatter(ratios.sum(1, keepdim=True), batch, dim=0, dim_size=n_structures)
-        return HierarchicalEnergies(level_energies.sum(1, keepdim=True), atom_energies, level_energies, hierarchicality)
+        return HierarchicalEnergies(
+            level_energies.sum(1, keepdim=True), atom_energies, level_energies, hierarchicality
+        )
 
     @torch.no_grad()
     def set_reference_energies(self, per_species: Tensor) -> None:

@@ -38,7 +38,9 @@ def _convert(name: str, value: Tensor) -> tuple[str, Tensor]:
     return name, value
 
 
-def hippynn_state_dict(net_state: Mapping[str, Tensor], energy_state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+def hippynn_state_dict(
+    net_state: Mapping[str, Tensor], energy_state: Mapping[str, Tensor]
+) -> dict[str, Tensor]:
     """Translate hippynn's network and ``HEnergy`` state dicts to :class:`HipNN` names."""
     state = dict(_convert(k, v) for k, v in net_state.items() if not k.endswith("_extra_state"))
     for name, value in energy_state.items():
@@ -46,7 +48,9 @@ def hippynn_state_dict(net_state: Mapping[str, Tensor], energy_state: Mapping[st
     return state
 
 
-def load_hippynn_weights(model: HipNN, net_state: Mapping[str, Tensor], energy_state: Mapping[str, Tensor]) -> None:
+def load_hippynn_weights(
+    model: HipNN, net_state: Mapping[str, Tensor], energy_state: Mapping[str, Tensor]
+) -> None:
     """Copy hippynn weights into ``model`` (same architecture); every tensor must be used."""
     with torch.no_grad():
         model.load_state_dict(hippynn_state_dict(net_state, energy_state), strict=True)

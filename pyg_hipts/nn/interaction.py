@@ -124,7 +124,9 @@ class HipInteraction(MessagePassing):
         weight = self.weight.permute(1, 0, 2).reshape(self.in_features, -1)
         y = (x @ weight).view(-1, self.n_sensitivities, self.out_features)
         edges = pairs.adjacency() if fused else pairs.edge_index
-        sums = self.propagate(edges, y=y, sense=sense, basis=basis, pairs=pairs, size=(x.shape[0], x.shape[0]))
+        sums = self.propagate(
+            edges, y=y, sense=sense, basis=basis, pairs=pairs, size=(x.shape[0], x.shape[0])
+        )
         scalar, vector_norm, quad_norm = tensor_norms(sums, self.l_max, self.cusp_reg)
         out = scalar + self.self_interaction(x)
         if vector_norm is not None:
@@ -138,7 +140,9 @@ class HipInteraction(MessagePassing):
         message = torch.einsum("pv,pvf->pf", sense, y_j)
         return basis.unsqueeze(-1) * message.unsqueeze(1)
 
-    def message_and_aggregate(self, adj_t: Tensor, y: Tensor, sense: Tensor, basis: Tensor, pairs: PairList) -> Tensor:
+    def message_and_aggregate(
+        self, adj_t: Tensor, y: Tensor, sense: Tensor, basis: Tensor, pairs: PairList
+    ) -> Tensor:
         """Fused path over padded neighbour lists ``[N, K, ·]``; returns ``[N, C, f_out]``.
 
         Sensitivities are symmetric, so row ``j`` of the padded sensitivities lists

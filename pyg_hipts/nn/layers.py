@@ -15,8 +15,13 @@ class Residual(nn.Module):
     """
 
     def __init__(
-        self, layer: nn.Module, in_features: int, middle_features: int, out_features: int,
-        activation: nn.Module, resnet: bool = True,
+        self,
+        layer: nn.Module,
+        in_features: int,
+        middle_features: int,
+        out_features: int,
+        activation: nn.Module,
+        resnet: bool = True,
     ):
         super().__init__()
         self.layer, self.activation, self.resnet = layer, activation, resnet

@@ -83,11 +83,20 @@ class HipNN(nn.Module):
         self.blocks = nn.ModuleList()
         for width_in, width_out in zip(widths[:-1], widths[1:], strict=True):
             interaction = HipInteraction(
-                width_in, width_out, n_sensitivities, dist_soft_min, dist_soft_max, dist_hard_max,
-                l_max, sensitivity_type, cusp_reg,
+                width_in,
+                width_out,
+                n_sensitivities,
+                dist_soft_min,
+                dist_soft_max,
+                dist_hard_max,
+                l_max,
+                sensitivity_type,
+                cusp_reg,
             )
             layers = [Residual(interaction, width_in, width_out, width_out, self.activation, resnet)]
-            layers += [atom_layer(width_out, width_out, self.activation, resnet) for _ in range(n_atom_layers)]
+            layers += [
+                atom_layer(width_out, width_out, self.activation, resnet) for _ in range(n_atom_layers)
+            ]
             self.blocks.append(nn.ModuleList(layers))
         self.energy_head = HierarchicalEnergy(widths)
 
@@ -127,7 +136,12 @@ class HipNN(nn.Module):
         return self.predict(z, pos, batch, forces=False).energy
 
     def predict(
-        self, z: Tensor, pos: Tensor, batch: Tensor | None = None, *, forces: bool = True,
+        self,
+        z: Tensor,
+        pos: Tensor,
+        batch: Tensor | None = None,
+        *,
+        forces: bool = True,
         create_graph: bool = False,
     ) -> HipOutput:
         """Energies, and forces ``-∂E/∂pos`` by autograd when ``forces`` is true.
@@ -145,7 +159,12 @@ class HipNN(nn.Module):
             force = None
             if forces:
                 (grad,) = torch.autograd.grad(
-                    energies.energy.sum(), pos, create_graph=create_graph, retain_graph=create_graph
+                    energies.energy.sum(),
+                    pos,
+                    create_graph=create_graph,
+                    retain_graph=create_graph,
+                    allow_unused=True,
+                    materialize_grads=True,
                 )
                 force = -grad
         return HipOutput(
@@ -154,7 +173,9 @@ class HipNN(nn.Module):
 
     def predict_data(self, data: Batch, *, forces: bool = True, create_graph: bool = False) -> HipOutput:
         """:meth:`predict` on a PyG ``Data`` / ``Batch`` with fields ``z``, ``pos``, ``batch``."""
-        return self.predict(data.z, data.pos, getattr(data, "batch", None), forces=forces, create_graph=create_graph)
+        return self.predict(
+            data.z, data.pos, getattr(data, "batch", None), forces=forces, create_graph=create_graph
+        )
 
     def set_reference_energies(self, per_species: Tensor) -> None:
         """Per-species reference energies ``[n_species]`` (order of ``species``) into level 0."""

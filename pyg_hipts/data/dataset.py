@@ -1,0 +1,130 @@
+"""Units, the per-structure ``Data`` convention, and the in-memory dataset the readers return.
+
+One structure ("frame") is a ``torch_geometric.data.Data`` with
+
+- ``z`` long ``[N]``: atomic numbers (or bead types),
+- ``pos`` float ``[N, 3]``: positions, in ``units.length``,
+- ``energy`` float ``[1]``: total energy, in ``units.energy`` (a ``Batch`` holds ``[B]``),
+- ``forces`` float ``[N, 3]``: in ``units.force`` (only when the source has forces),
+- ``natoms`` long ``[1]``,
+- ``cell`` float ``[1, 3, 3]`` (rows are the lattice vectors) and ``pbc`` bool ``[1, 3]``,
+  only for periodic structures.
+
+Floats are ``float32`` unless a reader is asked for ``float64``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch_geometric.data import Data, InMemoryDataset
+
+
+@dataclass(frozen=True)
+class Units:
+    """Units of a dataset, e.g. ``Units("Å", "kcal/mol")``; forces are in ``energy/length``."""
+
+    length: str
+    energy: str
+
+    @property
+    def force(self) -> str:
+        return f"{self.energy}/{self.length}"
+
+
+def make_frame(
+    z: np.ndarray,
+    pos: np.ndarray,
+    energy: float,
+    forces: np.ndarray | None = None,
+    cell: np.ndarray | None = None,
+    pbc: np.ndarray | None = None,
+    *,
+    dtype: torch.dtype = torch.float32,
+) -> Data:
+    """One structure as ``Data``: ``z`` ``(N,)``, ``pos`` ``(N, 3)``, ``forces`` ``(N, 3)``,
+    ``cell`` ``(3, 3)`` with lattice vectors as rows and ``pbc`` ``(3,)``, given together or not at all.
+    """
+    if (cell is None) != (pbc is None):
+        raise ValueError("cell and pbc must be given together")
+    frame = Data(
+        z=torch.tensor(z, dtype=torch.long),
+        pos=torch.tensor(pos, dtype=dtype),
+        energy=torch.tensor([energy], dtype=dtype),
+        natoms=torch.tensor([len(z)], dtype=torch.long),
+    )
+    if forces is not None:
+        frame.forces = torch.tensor(forces, dtype=dtype)
+    if cell is not None:
+        frame.cell = torch.tensor(cell, dtype=dtype).reshape(1, 3, 3)
+        frame.pbc = torch.tensor(pbc, dtype=torch.bool).reshape(1, 3)
+    return frame
+
+
+class AtomsDataset(InMemoryDataset):
+    """Structures held in memory, with the units and the file they were read from.
+
+    Indexing with a slice, index tensor or mask (``dataset[idx]``, ``index_select``,
+    ``shuffle``) returns a view that keeps ``units`` and ``source``.
+
+    Args:
+        data_list: frames following the convention of :func:`make_frame`, all with the same fields.
+        units: units of ``pos``, ``energy`` and ``forces``.
+        source: the file or folder the frames came from (used in messages).
+        transform: applied to each frame on access, as in PyG datasets.
+    """
+
+    def __init__(
+        self,
+        data_list: Sequence[Data],
+        units: Units,
+        source: str,
+        transform: Callable[[Data], Data] | None = None,
+    ) -> None:
+        super().__init__(root=None, transform=transform)
+        if len(data_list) == 0:
+            raise ValueError(f"{source}: no frames")
+        fields = set(data_list[0].keys())
+        for i, frame in enumerate(data_list):
+            if set(frame.keys()) != fields:
+                raise ValueError(
+                    f"{source}: frame {i} has fields {sorted(frame.keys())}, frame 0 has {sorted(fields)}"
+                )
+        self.data, self.slices = self.collate(list(data_list))
+        self._units = units
+        self._source = str(source)
+
+    @property
+    def units(self) -> Units:
+        return self._units
+
+    @property
+    def source(self) -> str:
+        return self._source
+
+    @property
+    def species(self) -> list[int]:
+        """Sorted distinct values of ``z`` over the frames of this dataset (or view)."""
+        return torch.unique(self._selected_z()).tolist()
+
+    def _selected_z(self) -> Tensor:
+        """``z`` of all atoms of the selected frames, ``[N_selected]``."""
+        z = self._data.z
+        if self._indices is None:
+            return z
+        frames = torch.as_tensor(list(self.indices()), dtype=torch.long)
+        bounds = self.slices["z"]
+        starts, counts = bounds[frames], bounds[frames + 1] - bounds[frames]
+        first_of_frame = torch.cumsum(counts, 0) - counts
+        atom = torch.arange(int(counts.sum())) + torch.repeat_interleave(starts - first_of_frame, counts)
+        return z[atom]
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({len(self)} frames, species={self.species}, "
+            f"units=({self.units.length}, {self.units.energy}), source={self.source!r})"
+        )

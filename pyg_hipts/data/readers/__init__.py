@@ -1,0 +1,50 @@
+"""Readers: one function per file format, each returning an :class:`AtomsDataset` with its units."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pyg_hipts.data.dataset import AtomsDataset
+from pyg_hipts.data.readers._checks import require_path
+from pyg_hipts.data.readers.ase_io import read_ase
+from pyg_hipts.data.readers.deepmd import read_deepmd
+from pyg_hipts.data.readers.hdf5 import read_ani_hdf5
+from pyg_hipts.data.readers.npz import read_npz
+
+__all__ = ["FORMATS", "read_ani_hdf5", "read_ase", "read_dataset", "read_deepmd", "read_npz"]
+
+FORMATS: dict[str, Callable[..., AtomsDataset]] = {
+    "npz": read_npz,
+    "ase": read_ase,
+    "hdf5": read_ani_hdf5,
+    "deepmd": read_deepmd,
+}
+"""Format name -> reader."""
+
+_ALIASES = {"extxyz": "ase", "xyz": "ase", "db": "ase", "h5": "hdf5"}
+_SUFFIXES = {".npz": "npz", ".xyz": "ase", ".extxyz": "ase", ".db": "ase", ".h5": "hdf5", ".hdf5": "hdf5"}
+
+
+def _supported() -> str:
+    names = sorted(FORMATS) + sorted(_ALIASES)
+    return f"formats {', '.join(names)}; suffixes {', '.join(sorted(_SUFFIXES))}; or a deepmd folder"
+
+
+def read_dataset(path: str | Path, format: str | None = None, **options: Any) -> AtomsDataset:
+    """Read ``path`` with the reader of ``format``, or of the path's suffix (a folder is deepmd).
+
+    ``options`` go to the reader (keys, ``units``, ``dtype``, ...). An unknown format or suffix
+    raises ``ValueError`` listing the supported ones.
+    """
+    path = Path(path)
+    if format is None:
+        require_path(path, directory=path.is_dir())
+        format = "deepmd" if path.is_dir() else _SUFFIXES.get(path.suffix.lower())
+        if format is None:
+            raise ValueError(f"{path}: unknown suffix {path.suffix!r}; supported: {_supported()}")
+    name = _ALIASES.get(format.lower(), format.lower())
+    if name not in FORMATS:
+        raise ValueError(f"unknown format {format!r}; supported: {_supported()}")
+    return FORMATS[name](path, **options)

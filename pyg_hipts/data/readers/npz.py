@@ -1,0 +1,46 @@
+"""NumPy ``.npz`` files of molecular frames (rMD17 layout by default)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pyg_hipts.data.dataset import AtomsDataset, Units
+from pyg_hipts.data.readers._checks import require_path
+from pyg_hipts.data.readers._stacked import stacked_frames
+
+DEFAULT_UNITS = Units("Å", "kcal/mol")
+
+
+def read_npz(
+    path: str | Path,
+    *,
+    z_key: str = "nuclear_charges",
+    pos_key: str = "coords",
+    energy_key: str = "energies",
+    forces_key: str | None = "forces",
+    units: Units = DEFAULT_UNITS,
+    dtype: torch.dtype = torch.float32,
+) -> AtomsDataset:
+    """Read all frames of an ``.npz`` file.
+
+    Expected arrays: ``z_key`` ``(n_atoms,)`` shared by all frames or ``(n_frames, n_atoms)``;
+    ``pos_key`` ``(n_frames, n_atoms, 3)``; ``energy_key`` ``(n_frames,)`` or ``(n_frames, 1)``;
+    ``forces_key`` ``(n_frames, n_atoms, 3)`` (``None`` skips forces). The defaults read rMD17
+    (Å, kcal/mol). Raises ``FileNotFoundError`` or ``ValueError`` naming the file for a missing
+    file or key, mismatched shapes, and NaN or infinite values.
+    """
+    path = require_path(path)
+    with np.load(path) as arrays:
+        frames = stacked_frames(
+            path,
+            arrays,
+            z_key=z_key,
+            pos_key=pos_key,
+            energy_key=energy_key,
+            forces_key=forces_key,
+            dtype=dtype,
+        )
+    return AtomsDataset(frames, units=units, source=str(path))

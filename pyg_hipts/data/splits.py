@@ -1,0 +1,143 @@
+"""Train / validation / test splits of frame indices: drawing, saving, loading, validating.
+
+A split is a ``dict`` with keys ``"train"``, ``"val"``, ``"test"``, each a 1-D ``torch.long``
+tensor of frame indices; the three are disjoint.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from pyg_hipts.data.readers._checks import require_path
+
+SPLIT_NAMES = ("train", "val", "test")
+
+
+def _counts(
+    n: int,
+    n_train: int | None,
+    n_val: int | None,
+    n_test: int | None,
+    fractions: Sequence[float] | None,
+) -> list[int]:
+    """Sizes of train, val and test; see :func:`random_split`."""
+    if fractions is not None:
+        if (n_train, n_val, n_test) != (None, None, None):
+            raise ValueError("give either counts (n_train, n_val, n_test) or fractions, not both")
+        if len(fractions) != 3 or min(fractions) < 0 or sum(fractions) > 1 + 1e-9:
+            raise ValueError(
+                f"fractions must be 3 non-negative numbers summing to at most 1, got {fractions}"
+            )
+        counts = [math.floor(f * n) for f in fractions]
+        if math.isclose(sum(fractions), 1.0):
+            counts[2] = n - counts[0] - counts[1]
+        return counts
+    if n_train is None:
+        raise ValueError("give n_train (with optional n_val, n_test) or fractions")
+    n_val = 0 if n_val is None else n_val
+    n_test = n - n_train - n_val if n_test is None else n_test
+    counts = [n_train, n_val, n_test]
+    if min(counts) < 0 or sum(counts) > n:
+        raise ValueError(f"split sizes train={n_train}, val={n_val}, test={n_test} do not fit in {n} frames")
+    return counts
+
+
+def random_split(
+    n: int,
+    *,
+    n_train: int | None = None,
+    n_val: int | None = None,
+    n_test: int | None = None,
+    fractions: Sequence[float] | None = None,
+    seed: int = 0,
+) -> dict[str, Tensor]:
+    """Disjoint random train / val / test indices into ``range(n)``, each sorted.
+
+    Give sizes (``n_val`` defaults to 0, ``n_test`` to all remaining frames) or
+    ``fractions=(train, val, test)`` (floored; when they sum to 1 the test set takes the rest).
+    Sizes that do not fit in ``n`` raise ``ValueError``. The same ``seed`` gives the same split.
+    """
+    counts = _counts(n, n_train, n_val, n_test, fractions)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    bounds = np.cumsum([0, *counts]).tolist()
+    return {name: order[bounds[i] : bounds[i + 1]].sort().values for i, name in enumerate(SPLIT_NAMES)}
+
+
+def validate_split(
+    split: Mapping[str, Tensor | np.ndarray], n: int | None = None, *, source: str = "split"
+) -> dict[str, Tensor]:
+    """Check a split and return it as ``torch.long`` tensors.
+
+    Keys must be among ``train``, ``val``, ``test`` (missing ones become empty); each entry is 1-D,
+    integer, non-negative, below ``n`` when given, without repeats; the entries are disjoint.
+    """
+    unknown = set(split) - set(SPLIT_NAMES)
+    if unknown:
+        raise ValueError(f"{source}: unknown split names {sorted(unknown)}; expected {list(SPLIT_NAMES)}")
+    checked: dict[str, Tensor] = {}
+    for name in SPLIT_NAMES:
+        indices = np.asarray(split.get(name, np.zeros(0, dtype=np.int64)))
+        if indices.ndim != 1 or (indices.size and indices.dtype.kind not in "iu"):
+            raise ValueError(f"{source}: {name} must be 1-D integers, got {indices.dtype} {indices.shape}")
+        if indices.size and (indices.min() < 0 or (n is not None and indices.max() >= n)):
+            bound = "be >= 0" if n is None else f"lie in [0, {n})"
+            span = f"{indices.min()}..{indices.max()}"
+            raise ValueError(f"{source}: {name} indices must {bound}, found {span}")
+        if np.unique(indices).size != indices.size:
+            raise ValueError(f"{source}: {name} repeats indices")
+        checked[name] = torch.as_tensor(indices, dtype=torch.long)
+    for i, first in enumerate(SPLIT_NAMES):
+        for second in SPLIT_NAMES[i + 1 :]:
+            shared = np.intersect1d(checked[first].numpy(), checked[second].numpy())
+            if shared.size:
+                example = shared[:5].tolist()
+                raise ValueError(
+                    f"{source}: {first} and {second} share {shared.size} indices, e.g. {example}"
+                )
+    return checked
+
+
+def save_split(path: str | Path, split: Mapping[str, Tensor | np.ndarray]) -> Path:
+    """Write a validated split to ``path`` (``.npz`` with int64 arrays ``train``, ``val``, ``test``)."""
+    checked = validate_split(split)
+    path = Path(path)
+    with path.open("wb") as handle:
+        np.savez(handle, **{name: indices.numpy() for name, indices in checked.items()})
+    return path
+
+
+def load_split(path: str | Path, n: int | None = None) -> dict[str, Tensor]:
+    """Read a split written by :func:`save_split`; with ``n``, indices must lie in ``range(n)``."""
+    path = require_path(path)
+    with np.load(path) as arrays:
+        return validate_split({name: arrays[name] for name in arrays.files}, n, source=str(path))
+
+
+def read_index_file(path: str | Path) -> Tensor:
+    """Frame indices ``[K]`` (long) from a ``.npy`` array or a text file.
+
+    Text files hold integers separated by whitespace or commas; ``#`` starts a comment.
+    Non-integer entries, negative values and arrays that are not 1-D raise ``ValueError``.
+    """
+    path = require_path(path)
+    if path.suffix == ".npy":
+        values = np.load(path)
+        if values.ndim != 1 or (values.size and values.dtype.kind not in "iu"):
+            raise ValueError(f"{path}: expected a 1-D integer array, got {values.dtype} {values.shape}")
+    else:
+        text = re.sub(r"#.*", "", path.read_text())
+        tokens = [t for t in re.split(r"[\s,]+", text) if t]
+        bad = [t for t in tokens if not re.fullmatch(r"[+-]?\d+", t)]
+        if bad:
+            raise ValueError(f"{path}: entries are not integers: {bad[:5]}")
+        values = np.array([int(t) for t in tokens], dtype=np.int64)
+    if values.size and values.min() < 0:
+        raise ValueError(f"{path}: negative index {values.min()}")
+    return torch.as_tensor(values, dtype=torch.long)
