@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from torch_geometric.data import Batch
 
 from ..data.graph import PairList, build_pair_list, radius_graph, validate_atoms
+from ..data.periodic import periodic_radius_graph
 from .energy import HierarchicalEnergy
 from .interaction import HipInteraction
 from .layers import Residual, atom_layer
@@ -113,10 +114,18 @@ class HipNN(nn.Module):
             raise ValueError(f"species {unknown} are not known to the model (species={self.species})")
         return nn.functional.one_hot(index, len(self.species)).to(dtype)
 
-    def pairs(self, pos: Tensor, batch: Tensor) -> PairList:
-        """Radius graph of the batch with geometry that carries gradients to ``pos``."""
-        edge_index = radius_graph(pos, self.dist_hard_max, batch)
-        pairs = build_pair_list(pos, edge_index)
+    def pairs(
+        self, pos: Tensor, batch: Tensor, cell: Tensor | None = None, pbc: Tensor | None = None
+    ) -> PairList:
+        """Radius graph of the batch with geometry that carries gradients to ``pos``.
+
+        With ``cell [B, 3, 3]`` and ``pbc [B, 3]`` periodic images are included (vesin).
+        """
+        if cell is not None and pbc is not None and bool(pbc.any()):
+            edge_index, shifts, images = periodic_radius_graph(pos, cell, pbc, self.dist_hard_max, batch)
+            pairs = build_pair_list(pos, edge_index, shifts, images)
+        else:
+            pairs = build_pair_list(pos, radius_graph(pos, self.dist_hard_max, batch))
         self.interactions[0].sensitivity.warn_if_too_close(pairs.dist)
         return pairs
 
@@ -141,12 +150,15 @@ class HipNN(nn.Module):
         pos: Tensor,
         batch: Tensor | None = None,
         *,
+        cell: Tensor | None = None,
+        pbc: Tensor | None = None,
         forces: bool = True,
         create_graph: bool = False,
     ) -> HipOutput:
         """Energies, and forces ``-∂E/∂pos`` by autograd when ``forces`` is true.
 
-        Use ``create_graph=True`` when a loss on the forces is to be back-propagated.
+        ``cell [B, 3, 3]`` (rows = lattice vectors) and ``pbc [B, 3]`` make the structures
+        periodic. Use ``create_graph=True`` when a loss on the forces is to be back-propagated.
         """
         batch = validate_atoms(z, pos, batch)
         z = z.long()
@@ -154,7 +166,7 @@ class HipNN(nn.Module):
             pos = pos.detach().requires_grad_(True)
         n_structures = int(batch[-1]) + 1
         with torch.set_grad_enabled(forces or torch.is_grad_enabled()):
-            levels = self.features(z, pos, self.pairs(pos, batch))
+            levels = self.features(z, pos, self.pairs(pos, batch, cell, pbc))
             energies = self.energy_head(levels, batch, n_structures)
             force = None
             if forces:
@@ -172,9 +184,15 @@ class HipNN(nn.Module):
         )
 
     def predict_data(self, data: Batch, *, forces: bool = True, create_graph: bool = False) -> HipOutput:
-        """:meth:`predict` on a PyG ``Data`` / ``Batch`` with fields ``z``, ``pos``, ``batch``."""
+        """:meth:`predict` on a PyG ``Data`` / ``Batch`` (``z``, ``pos``, ``batch``, ``cell``, ``pbc``)."""
         return self.predict(
-            data.z, data.pos, getattr(data, "batch", None), forces=forces, create_graph=create_graph
+            data.z,
+            data.pos,
+            getattr(data, "batch", None),
+            cell=getattr(data, "cell", None),
+            pbc=getattr(data, "pbc", None),
+            forces=forces,
+            create_graph=create_graph,
         )
 
     def set_reference_energies(self, per_species: Tensor) -> None:

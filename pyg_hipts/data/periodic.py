@@ -1,0 +1,71 @@
+"""Periodic neighbour lists through vesin's cell lists.
+
+A pair ``(j -> i, S)`` has vector ``r_ij = pos_j - pos_i + S · cell`` with integer image shifts
+``S`` (rows of ``cell`` are lattice vectors). Both directions of every pair are listed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+from vesin import NeighborList
+
+from .graph import sort_by_target
+
+
+def periodic_radius_graph(
+    pos: Tensor, cell: Tensor, pbc: Tensor, cutoff: float, batch: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Pairs within ``cutoff`` for every structure of a batch, with periodic images.
+
+    Args:
+        pos: ``[N, 3]`` positions. cell: ``[B, 3, 3]`` lattice vectors as rows.
+        pbc: ``[B, 3]`` periodic directions. batch: ``[N]`` structure of each atom (sorted).
+
+    Returns:
+        ``edge_index [2, P]`` (source, target; sorted by target), Cartesian shifts ``[P, 3]``
+        (carrying gradients to ``cell``) and integer image shifts ``[P, 3]``.
+    """
+    n_structures = cell.shape[0]
+    if cell.shape != (n_structures, 3, 3) or pbc.shape != (n_structures, 3):
+        raise ValueError(
+            f"cell must be [B, 3, 3] and pbc [B, 3], got {list(cell.shape)} and {list(pbc.shape)}"
+        )
+    counts = torch.bincount(batch, minlength=n_structures).tolist()
+    calculator = NeighborList(cutoff=cutoff, full_list=True)
+    edges, images, owners = [], [], []
+    start = 0
+    positions = pos.detach().cpu().double().numpy()
+    boxes = cell.detach().cpu().double().numpy()
+    periodic = pbc.cpu().numpy().astype(bool)
+    for b, count in enumerate(counts):
+        _check_cell(boxes[b], periodic[b], cutoff, b)
+        i, j, shift = calculator.compute(
+            positions[start : start + count], boxes[b], periodic[b], quantities="ijS"
+        )
+        edges.append(np.stack([j, i]) + start)
+        images.append(shift)
+        owners.append(np.full(len(i), b))
+        start += count
+    edge_index = torch.as_tensor(np.concatenate(edges, axis=1), dtype=torch.long, device=pos.device)
+    image_index = torch.as_tensor(np.concatenate(images), dtype=torch.long, device=pos.device)
+    owner = torch.as_tensor(np.concatenate(owners), dtype=torch.long, device=pos.device)
+    order = torch.argsort(edge_index[1] * pos.shape[0] + edge_index[0], stable=True)
+    edge_index, image_index, owner = (
+        sort_by_target(edge_index, pos.shape[0]),
+        image_index[order],
+        owner[order],
+    )
+    shifts = torch.einsum("pk,pkc->pc", image_index.to(cell.dtype), cell[owner])
+    return edge_index, shifts, image_index
+
+
+def _check_cell(box: np.ndarray, periodic: np.ndarray, cutoff: float, index: int) -> None:
+    """A periodic direction needs a non-degenerate cell."""
+    if periodic.any() and abs(np.linalg.det(box)) < 1e-12:
+        raise ValueError(
+            f"structure {index}: the cell is degenerate (zero volume) but pbc={periodic.tolist()}"
+        )
+    if not np.isfinite(box).all():
+        raise ValueError(f"structure {index}: the cell holds NaN or infinite values")
