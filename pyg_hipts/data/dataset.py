@@ -48,13 +48,16 @@ def make_frame(
 ) -> Data:
     """One structure as ``Data``: ``z`` ``(N,)``, ``pos`` ``(N, 3)``, ``forces`` ``(N, 3)``,
     ``cell`` ``(3, 3)`` with lattice vectors as rows and ``pbc`` ``(3,)``, given together or not at all.
+
+    ``energy`` is always kept in float64: total energies of molecules are large (rMD17 aspirin
+    ≈ -4·10⁵ kcal/mol) and float32 would round them by ≈ 0.03 kcal/mol.
     """
     if (cell is None) != (pbc is None):
         raise ValueError("cell and pbc must be given together")
     frame = Data(
         z=torch.tensor(z, dtype=torch.long),
         pos=torch.tensor(pos, dtype=dtype),
-        energy=torch.tensor([energy], dtype=dtype),
+        energy=torch.tensor([energy], dtype=torch.float64),
         natoms=torch.tensor([len(z)], dtype=torch.long),
     )
     if forces is not None:
