@@ -51,6 +51,9 @@ def test_pair_list_layout(mixed_batch):
     torch.testing.assert_close(pairs.vec[pairs.reverse], -pairs.vec)
     assert int(pairs.slot.max()) + 1 == pairs.max_neighbours
     assert len(set(zip(pairs.target.tolist(), pairs.slot.tolist(), strict=True))) == pairs.n_pairs
+    assert 2 * len(pairs.canonical) == pairs.n_pairs
+    assert torch.equal(pairs.from_canonical, pairs.from_canonical[pairs.reverse])
+    torch.testing.assert_close(pairs.dist[pairs.canonical][pairs.from_canonical], pairs.dist)
 
 
 def test_reverse_of_periodic_images():

@@ -109,6 +109,12 @@ class PairList:
         slot: ``[P]`` position of each pair within its target's neighbour list.
         reverse: ``[P]`` index of the pair ``(i -> j)`` of each pair ``(j -> i)``.
         max_neighbours: ``K``, the longest neighbour list.
+        canonical: ``[P / 2]`` indices of the pairs listed before their reverse.
+        from_canonical: ``[P]`` position in ``canonical`` of each pair or of its reverse.
+
+    Functions of the distance alone are the same for a pair and its reverse, so they can be
+    evaluated on one direction of each pair (``dist[canonical]``, ``[P / 2]``) and spread back
+    with ``[from_canonical]`` (``[P]``).
     """
 
     edge_index: Tensor
@@ -118,6 +124,8 @@ class PairList:
     slot: Tensor
     reverse: Tensor
     max_neighbours: int
+    canonical: Tensor
+    from_canonical: Tensor
 
     @property
     def source(self) -> Tensor:
@@ -162,7 +170,12 @@ def build_pair_list(
         raise ValueError("pairs must be sorted by target atom")
     reverse = _reverse_pairs(edge_index, n_atoms, image_index)
     max_neighbours = int(counts.max()) if n_pairs else 0
-    return PairList(edge_index, vec, dist, n_atoms, slot, reverse, max_neighbours)
+    index = torch.arange(n_pairs, device=pos.device)
+    canonical = torch.nonzero(index < reverse).flatten()
+    position = torch.empty_like(index)
+    position[canonical] = torch.arange(len(canonical), device=pos.device)
+    from_canonical = position[torch.minimum(index, reverse)]
+    return PairList(edge_index, vec, dist, n_atoms, slot, reverse, max_neighbours, canonical, from_canonical)
 
 
 def _reverse_pairs(edge_index: Tensor, n_atoms: int, image_index: Tensor | None) -> Tensor:

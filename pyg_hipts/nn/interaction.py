@@ -118,7 +118,7 @@ class HipInteraction(MessagePassing):
         return [self.weight, self.self_interaction.weight]
 
     def forward(self, x: Tensor, pairs: PairList, fused: bool = True) -> Tensor:
-        sense = self.sensitivity(pairs.dist)
+        sense = self.sensitivity(pairs.dist[pairs.canonical])[pairs.from_canonical]  # [P, ν], symmetric
         basis = angular_basis(pairs.vec / pairs.dist.unsqueeze(-1), self.l_max)
         # y_j = x_j W_ν for every ν: [N, ν, f_out]
         weight = self.weight.permute(1, 0, 2).reshape(self.in_features, -1)
