@@ -48,7 +48,6 @@ def override_config(molecule: str, minutes: float, run_dir: Path, max_epochs: in
         "trainer": {
             "max_time": budget,
             "max_epochs": max_epochs,
-            "enable_progress_bar": False,
             "logger": [
                 {
                     "class_path": "lightning.pytorch.loggers.CSVLogger",
