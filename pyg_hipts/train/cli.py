@@ -1,0 +1,73 @@
+"""The ``pyg-hipts`` command: Lightning's CLI over :class:`PotentialModule` and :class:`AtomsDataModule`.
+
+Subcommands ``fit``, ``validate``, ``test``, ``predict``; e.g.::
+
+    pyg-hipts fit --config configs/quickstart.yaml --model.l_max 1 --trainer.max_epochs 10
+    pyg-hipts predict --config runs/quickstart/version_0/config.yaml \\
+        --ckpt_path runs/quickstart/version_0/checkpoints/best.ckpt \\
+        --data.predict_file structures.npz --prediction_writer.output_path predictions.npz
+
+Model options are ``--model.init_args.<name>`` (short form ``--model.<name>``), data options
+``--data.<name>``. After ``fit``, the best checkpoint is tested when a test set exists (disable
+with ``--test_after_fit false``), which prints the test errors with their units.
+"""
+
+from __future__ import annotations
+
+import torch
+from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
+
+from pyg_hipts.train.datamodule import AtomsDataModule
+from pyg_hipts.train.module import PotentialModule
+from pyg_hipts.train.writer import PredictionWriter
+
+
+class PotentialCLI(LightningCLI):
+    """LightningCLI with a prediction writer and an optional test of the best checkpoint after ``fit``."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_argument(
+            "--test_after_fit",
+            type=bool,
+            default=True,
+            help="(fit only) test the best checkpoint on the test set when fitting ends",
+        )
+        parser.add_argument(
+            "--num_threads",
+            type=int | None,
+            default=None,
+            help="CPU threads per process for tensor operations (torch.set_num_threads); small models "
+            "often run fastest on 1; default: PyTorch's choice",
+        )
+        parser.add_lightning_class_args(PredictionWriter, "prediction_writer")
+
+    def before_instantiate_classes(self) -> None:
+        """Apply ``--num_threads``."""
+        threads = self.config[self.subcommand].num_threads
+        if threads is not None:
+            torch.set_num_threads(threads)
+
+    def after_fit(self) -> None:
+        """Test the best checkpoint (or the final weights without one) when a test set exists."""
+        if not self.config.fit.test_after_fit or not self.datamodule.has_test_data:
+            return
+        checkpoint = self.trainer.checkpoint_callback
+        best = checkpoint is not None and bool(checkpoint.best_model_path)
+        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path="best" if best else None)
+
+
+def main(args: ArgsType = None) -> None:
+    """Entry point of ``pyg-hipts``; ``args`` replaces ``sys.argv[1:]`` (e.g. in tests)."""
+    PotentialCLI(
+        PotentialModule,
+        AtomsDataModule,
+        subclass_mode_model=True,
+        auto_configure_optimizers=False,
+        seed_everything_default=0,
+        save_config_kwargs={"overwrite": True},
+        args=args,
+    )
+
+
+if __name__ == "__main__":
+    main()

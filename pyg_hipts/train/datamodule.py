@@ -1,0 +1,209 @@
+"""Lightning data module: files of structures -> train / validation / test / predict loaders.
+
+Splits. The frames of ``train_file`` are split at random (``seed``) into train, validation and,
+without a ``test_file``, test sets:
+
+- ``n_val`` frames for validation, or ``round(val_fraction · n)`` when ``n_val`` is not given;
+- with ``test_file`` every frame of that file is a test frame (``n_test`` must be left unset);
+  otherwise ``n_test`` frames of ``train_file`` are, or all frames left after ``n_train`` and
+  ``n_val``, or none when neither ``n_train`` nor ``n_test`` is given;
+- ``n_train`` frames for training, by default all the others.
+
+``split_file`` reuses a split saved earlier instead. The split in use is written as ``split.npz``
+(indices into ``train_file``, see :func:`pyg_hipts.data.save_split`) into the trainer's log
+directory, next to the ``checkpoints`` folder, when fitting starts.
+
+Files are read with :func:`pyg_hipts.data.read_dataset` (``format`` and ``reader_options``, e.g.
+npz key names or ``units: {length: Å, energy: eV}``); ``"embedded:<name>"`` names a dataset
+shipped with the package (:func:`pyg_hipts.data.embedded_dataset_path`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch import LightningDataModule
+from torch import Tensor
+from torch_geometric.loader import DataLoader
+
+from pyg_hipts.data import (
+    AtomsDataset,
+    Units,
+    embedded_dataset_path,
+    load_split,
+    random_split,
+    read_dataset,
+    save_split,
+)
+
+EMBEDDED_PREFIX = "embedded:"
+SPLIT_FILE_NAME = "split.npz"
+
+
+def resolve_data_path(path: str | Path) -> Path:
+    """``"embedded:<name>"`` -> the embedded dataset file; any other value is a plain path."""
+    text = str(path)
+    if text.startswith(EMBEDDED_PREFIX):
+        return embedded_dataset_path(text[len(EMBEDDED_PREFIX) :])
+    return Path(text)
+
+
+class AtomsDataModule(LightningDataModule):
+    """Structures with energies and forces from files, batched with PyG's ``DataLoader``.
+
+    Args:
+        train_file: file (or deepmd folder, or ``embedded:<name>``) holding the training and
+            validation frames, and the test frames when ``test_file`` is not given.
+        test_file: a separate file of test frames, all used.
+        predict_file: structures to predict with ``pyg-hipts predict``.
+        format: reader format for all files (by default from each file's suffix).
+        reader_options: keyword arguments of the reader (npz keys, ``units`` as a mapping with
+            ``length`` and ``energy``, ...).
+        n_train, n_val, n_test, val_fraction: split sizes (see the module docstring).
+        split_file: an existing ``split.npz`` to use instead of drawing one.
+        batch_size: structures per training batch.
+        eval_batch_size: structures per validation / test / predict batch (default ``batch_size``).
+        num_workers: loader worker processes.
+        seed: seed of the random split.
+    """
+
+    def __init__(
+        self,
+        train_file: str | None = None,
+        test_file: str | None = None,
+        predict_file: str | None = None,
+        format: str | None = None,
+        reader_options: dict[str, Any] | None = None,
+        n_train: int | None = None,
+        n_val: int | None = None,
+        n_test: int | None = None,
+        val_fraction: float = 0.05,
+        split_file: str | None = None,
+        batch_size: int = 32,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if test_file is not None and n_test is not None:
+            raise ValueError(
+                "n_test selects test frames from train_file; with test_file all its frames are used"
+            )
+        self.save_hyperparameters()
+        self._files: dict[str, AtomsDataset] = {}
+        self.split: dict[str, Tensor] | None = None
+        self.datasets: dict[str, AtomsDataset] = {}
+
+    def _read(self, path: str) -> AtomsDataset:
+        """Read (once) the dataset at ``path``."""
+        if path not in self._files:
+            options = dict(self.hparams.reader_options or {})
+            if isinstance(options.get("units"), Mapping):
+                options["units"] = Units(**options["units"])
+            self._files[path] = read_dataset(resolve_data_path(path), self.hparams.format, **options)
+        return self._files[path]
+
+    def _train_source(self) -> AtomsDataset:
+        if self.hparams.train_file is None:
+            raise ValueError("train_file is required for fit, validate and test")
+        return self._read(self.hparams.train_file)
+
+    @property
+    def species(self) -> list[int]:
+        """Sorted species of ``train_file`` and ``test_file``: the species a model must know."""
+        found = set(self._train_source().species)
+        if self.hparams.test_file is not None:
+            found |= set(self._read(self.hparams.test_file).species)
+        return sorted(found)
+
+    @property
+    def units(self) -> Units:
+        """Units of the data (of ``train_file``, else of ``predict_file``)."""
+        if self.hparams.train_file is None and self.hparams.predict_file is not None:
+            return self._read(self.hparams.predict_file).units
+        return self._train_source().units
+
+    @property
+    def train_dataset(self) -> AtomsDataset:
+        """The training subset (available after ``setup``), e.g. for the reference-energy fit."""
+        return self.datasets["train"]
+
+    def draw_split(self, n: int) -> dict[str, Tensor]:
+        """The split of ``n`` frames of ``train_file``: loaded from ``split_file`` or drawn."""
+        hp = self.hparams
+        if hp.split_file is not None:
+            return load_split(hp.split_file, n)
+        n_val = hp.n_val if hp.n_val is not None else round(hp.val_fraction * n)
+        n_test = 0 if hp.test_file is not None or (hp.n_train is None and hp.n_test is None) else hp.n_test
+        n_train = hp.n_train if hp.n_train is not None else n - n_val - (n_test or 0)
+        return random_split(n, n_train=n_train, n_val=n_val, n_test=n_test, seed=hp.seed)
+
+    def setup(self, stage: str) -> None:
+        """Read the files and build the datasets the ``stage`` needs (``fit`` also saves the split)."""
+        if stage == "predict":
+            if self.hparams.predict_file is None:
+                raise ValueError("predict needs data.predict_file")
+            self.datasets["predict"] = self._read(self.hparams.predict_file)
+            return
+        source = self._train_source()
+        if self.split is None:
+            self.split = self.draw_split(len(source))
+        for name in ("train", "val", "test"):
+            self.datasets[name] = source[self.split[name]]
+        if self.hparams.test_file is not None:
+            self.datasets["test"] = self._read(self.hparams.test_file)
+            if self.datasets["test"].units != source.units:
+                raise ValueError(
+                    f"units of test_file {self.datasets['test'].units} differ from {source.units}"
+                )
+        if stage == "fit":
+            self._save_split()
+
+    def _save_split(self) -> None:
+        """Write the split as ``split.npz`` into the trainer's log directory (global rank 0)."""
+        if self.trainer is None:
+            return
+        log_dir = self.trainer.log_dir  # a collective call: every process must make it
+        if log_dir is None or not self.trainer.is_global_zero:
+            return
+        Path(log_dir).mkdir(parents=True, exist_ok=True)
+        save_split(Path(log_dir) / SPLIT_FILE_NAME, self.split)
+
+    def _loader(self, name: str, shuffle: bool) -> DataLoader:
+        dataset = self.datasets[name]
+        if len(dataset) == 0:
+            raise ValueError(f"the {name} set is empty; check the split sizes or data files")
+        workers = self.hparams.num_workers
+        batch_size = (
+            self.hparams.batch_size if shuffle else (self.hparams.eval_batch_size or self.hparams.batch_size)
+        )
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("predict", shuffle=False)
+
+    @property
+    def has_test_data(self) -> bool:
+        """Whether a test set exists (a ``test_file`` or test frames carved from ``train_file``)."""
+        if self.hparams.test_file is not None:
+            return True
+        if self.split is None:
+            self.split = self.draw_split(len(self._train_source()))
+        return len(self.split["test"]) > 0
