@@ -22,6 +22,12 @@ def _rmd17(molecule: str, frames: list[int]) -> tuple[torch.Tensor, torch.Tensor
     return z.repeat(len(frames)), pos.reshape(-1, 3), torch.arange(len(frames)).repeat_interleave(len(z))
 
 
+@pytest.fixture(autouse=True)
+def _run_in_tmp_path(tmp_path, monkeypatch):
+    """Every test runs in its own folder, so files a trainer writes beside it do not leak."""
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture
 def mixed_batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Two aspirin, one uracil (H, C, N, O) and one ethanol frame in one float64 batch."""

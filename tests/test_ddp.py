@@ -61,6 +61,7 @@ def ddp_fit_and_validate(directory: Path) -> None:
         **{**QUIET, "devices": 2, "enable_checkpointing": True},
         strategy="ddp",
         max_epochs=2,
+        default_root_dir=directory,
         callbacks=[ModelCheckpoint(dirpath=directory, save_last=True), SampleRecorder(directory)],
     )
     module, datamodule = tiny_module(), ethanol_datamodule()
