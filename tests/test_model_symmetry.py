@@ -131,3 +131,24 @@ def test_reference_energies_shift_energy_by_composition(mixed_batch):
         accumulate=True,
     )
     torch.testing.assert_close(model(z, pos, batch), before + (counts @ shift).unsqueeze(1))
+
+
+def test_hierarchical_initialisation_shrinks_higher_levels(mixed_batch):
+    z, pos, batch = mixed_batch
+    model = _model(2)
+    before = model.predict(z, pos, batch, forces=False).level_energies
+    model.set_reference_energies(torch.zeros(4, dtype=torch.float64), decay_factor=1e-2)
+    after = model.predict(z, pos, batch, forces=False).level_energies
+    torch.testing.assert_close(after[:, 0], torch.zeros(4, dtype=torch.float64))
+    torch.testing.assert_close(after[:, 1], 1e-2 * before[:, 1])
+    torch.testing.assert_close(after[:, 2], 1e-4 * before[:, 2])
+
+
+def test_parameter_gradients_are_contiguous(mixed_batch):
+    """DDP buckets gradients by the parameters' layout; permuted gradients slow it down."""
+    z, pos, batch = mixed_batch
+    model = _model(2)
+    out = model.predict(z, pos, batch, create_graph=True)
+    (out.energy.sum() + out.forces.square().sum()).backward()
+    for name, parameter in model.named_parameters():
+        assert parameter.grad.is_contiguous(), name

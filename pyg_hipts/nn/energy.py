@@ -55,6 +55,14 @@ class HierarchicalEnergy(nn.Module):
         )
 
     @torch.no_grad()
-    def set_reference_energies(self, per_species: Tensor) -> None:
-        """Write per-species energies ``[n_species]`` into the level-0 read-out."""
+    def set_reference_energies(self, per_species: Tensor, decay_factor: float = 1.0) -> None:
+        """Write per-species energies ``[n_species]`` into the level-0 read-out and scale the
+        read-outs of levels ``k = 1, 2, 3, ...`` by ``decay_factor^(2^(k-1))`` (``d, d², d⁴, ...``),
+        so that a fresh model starts from the reference energies with small corrections.
+        """
         self.heads[0].weight.copy_(per_species.reshape(1, -1).to(self.heads[0].weight))
+        factor = decay_factor
+        for head in self.heads[1:]:
+            head.weight.mul_(factor)
+            head.bias.mul_(factor)
+            factor *= factor

@@ -195,11 +195,15 @@ class HipNN(nn.Module):
             create_graph=create_graph,
         )
 
-    def set_reference_energies(self, per_species: Tensor) -> None:
-        """Per-species reference energies ``[n_species]`` (order of ``species``) into level 0."""
+    def set_reference_energies(self, per_species: Tensor, decay_factor: float = 1.0) -> None:
+        """Per-species reference energies ``[n_species]`` (order of ``species``) into level 0.
+
+        ``decay_factor < 1`` also shrinks the higher-level read-outs (hippynn uses ``1e-2`` when a
+        model starts training), see :meth:`HierarchicalEnergy.set_reference_energies`.
+        """
         if per_species.numel() != len(self.species):
             raise ValueError(f"expected {len(self.species)} reference energies, got {per_species.numel()}")
-        self.energy_head.set_reference_energies(per_species)
+        self.energy_head.set_reference_energies(per_species, decay_factor)
 
     def regularization_parameters(self) -> list[Tensor]:
         """Weights penalised by an L2 term (interaction, self-interaction, dense, residual)."""

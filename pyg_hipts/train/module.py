@@ -35,6 +35,8 @@ MODEL_OPTIONS: tuple[str, ...] = tuple(p for p in inspect.signature(HipNN).param
 """Arguments of :class:`HipNN` that :class:`PotentialModule` takes and passes on."""
 
 STAGES = ("train", "val", "test")
+HIGHER_LEVEL_DECAY = 1e-2
+"""Scale of the level-1 energy read-out when training starts (level k: this to the ``2^(k-1)``)."""
 
 
 @contextmanager
@@ -135,7 +137,7 @@ class PotentialModule(LightningModule):
             rank_zero_info("No training dataset in a data module: reference energies are not fitted.")
             return
         e0 = fit_reference_energies(datamodule.train_dataset, self.model.species)
-        self.model.set_reference_energies(e0)
+        self.model.set_reference_energies(e0, decay_factor=HIGHER_LEVEL_DECAY)
         if self.ema_model is not None:
             self.ema_model.load_state_dict(self.model.state_dict())
         unit = f" {self.units.energy}" if self.units is not None else ""
