@@ -143,12 +143,3 @@ def test_hierarchical_initialisation_shrinks_higher_levels(mixed_batch):
     torch.testing.assert_close(after[:, 1], 1e-2 * before[:, 1])
     torch.testing.assert_close(after[:, 2], 1e-4 * before[:, 2])
 
-
-def test_parameter_gradients_are_contiguous(mixed_batch):
-    """DDP buckets gradients by the parameters' layout; permuted gradients slow it down."""
-    z, pos, batch = mixed_batch
-    model = _model(2)
-    out = model.predict(z, pos, batch, create_graph=True)
-    (out.energy.sum() + out.forces.square().sum()).backward()
-    for name, parameter in model.named_parameters():
-        assert parameter.grad.is_contiguous(), name

@@ -120,7 +120,7 @@ class HipInteraction(MessagePassing):
     def forward(self, x: Tensor, pairs: PairList, fused: bool = True) -> Tensor:
         sense = self.sensitivity(pairs.dist[pairs.canonical])[pairs.from_canonical]  # [P, ν], symmetric
         basis = angular_basis(pairs.vec / pairs.dist.unsqueeze(-1), self.l_max)
-        # y_j = x_j W_ν for every ν: [N, ν, f_out] (a batched product keeps W's gradient contiguous)
+        # y_j = x_j W_ν for every ν: [N, ν, f_out]
         y = torch.matmul(x.unsqueeze(0), self.weight).transpose(0, 1)
         edges = pairs.adjacency() if fused else pairs.edge_index
         sums = self.propagate(
