@@ -142,4 +142,3 @@ def test_hierarchical_initialisation_shrinks_higher_levels(mixed_batch):
     torch.testing.assert_close(after[:, 0], torch.zeros(4, dtype=torch.float64))
     torch.testing.assert_close(after[:, 1], 1e-2 * before[:, 1])
     torch.testing.assert_close(after[:, 2], 1e-4 * before[:, 2])
-
