@@ -290,3 +290,17 @@ def test_reader_options_and_embedded_paths(tmp_path: Path) -> None:
     datamodule.setup("fit")
     assert datamodule.units == Units("Å", "eV")
     assert "forces" not in datamodule.train_dataset[0]
+
+
+def test_reference_energies_stay_fixed_so_the_averaged_model_has_no_offset() -> None:
+    """Level-0 weights (≈ 10⁴ kcal/mol) are frozen by default: a float32 Adam step would move them
+    by their last bit while an EMA of them cannot follow, leaving the averaged model offset."""
+    module = tiny_module(ema_decay=0.9)
+    Trainer(max_epochs=1, limit_train_batches=4, limit_val_batches=0, **QUIET).fit(
+        module, ethanol_datamodule()
+    )
+    fitted = module.model.energy_head.heads[0].weight
+    assert not fitted.requires_grad
+    torch.testing.assert_close(module.ema_model.energy_head.heads[0].weight, fitted, rtol=0, atol=0)
+    trainable = tiny_module(trainable_reference_energies=True, species=[1, 6, 8])
+    assert trainable.model.energy_head.heads[0].weight.requires_grad

@@ -52,6 +52,9 @@ class HipNN(nn.Module):
         sensitivity_type: ``"inverse"`` (Gaussians in ``1/d``) or ``"gaussian"`` (in ``d``).
         fused: evaluate interactions with padded batched products (fast) instead of PyG's
             gather / scatter path (same numbers).
+        trainable_reference_energies: let the optimiser move the per-species reference energies
+            (level 0). Off by default, as in hippynn: they are large (≈ 10⁴ kcal/mol per atom), a
+            float32 step rounds to their last bit, and an average of the weights cannot follow them.
     """
 
     def __init__(
@@ -69,6 +72,7 @@ class HipNN(nn.Module):
         cusp_reg: float = 1e-6,
         sensitivity_type: str = "inverse",
         fused: bool = True,
+        trainable_reference_energies: bool = False,
     ):
         super().__init__()
         species = [int(s) for s in species]
@@ -100,6 +104,7 @@ class HipNN(nn.Module):
             ]
             self.blocks.append(nn.ModuleList(layers))
         self.energy_head = HierarchicalEnergy(widths)
+        self.energy_head.heads[0].weight.requires_grad_(trainable_reference_energies)
 
     @property
     def interactions(self) -> list[HipInteraction]:

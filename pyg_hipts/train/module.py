@@ -55,7 +55,8 @@ class PotentialModule(LightningModule):
         species: atomic numbers the model knows; by default those of the data module, set when
             fitting starts (and then saved with the hyper-parameters of checkpoints).
         n_features, n_sensitivities, dist_soft_min, dist_soft_max, dist_hard_max,
-        n_interaction_layers, n_atom_layers, l_max, resnet, cusp_reg, sensitivity_type, fused:
+        n_interaction_layers, n_atom_layers, l_max, resnet, cusp_reg, sensitivity_type, fused,
+            trainable_reference_energies:
             the :class:`HipNN` hyper-parameters (lengths in the data's length unit).
         energy_weight: ``w_E``. force_weight: ``w_F`` (0 trains on energies only).
         loss: ``"mse"``, ``"mae"`` or ``"rmse"``.
@@ -81,6 +82,7 @@ class PotentialModule(LightningModule):
         cusp_reg: float = 1e-6,
         sensitivity_type: str = "inverse",
         fused: bool = True,
+        trainable_reference_energies: bool = False,
         energy_weight: float = 1.0,
         force_weight: float = 1.0,
         loss: LossKind = "mse",
