@@ -8,7 +8,8 @@ itself, and both directions of every pair are listed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -126,6 +127,14 @@ class PairList:
     max_neighbours: int
     canonical: Tensor
     from_canonical: Tensor
+    _memo: dict[str, Tensor] = field(default_factory=dict, repr=False)
+
+    def memo(self, key: str, compute: Callable[[], Tensor]) -> Tensor:
+        """``compute()`` once per pair list: values every interaction layer shares (the angular
+        basis, its padded form, the adjacency)."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
 
     @property
     def source(self) -> Tensor:

@@ -119,10 +119,12 @@ class HipInteraction(MessagePassing):
 
     def forward(self, x: Tensor, pairs: PairList, fused: bool = True) -> Tensor:
         sense = self.sensitivity(pairs.dist[pairs.canonical])[pairs.from_canonical]  # [P, ν], symmetric
-        basis = angular_basis(pairs.vec / pairs.dist.unsqueeze(-1), self.l_max)
+        basis = pairs.memo(
+            f"basis{self.l_max}", lambda: angular_basis(pairs.vec / pairs.dist.unsqueeze(-1), self.l_max)
+        )
         # y_j = x_j W_ν for every ν: [N, ν, f_out]
         y = torch.matmul(x.unsqueeze(0), self.weight).transpose(0, 1)
-        edges = pairs.adjacency() if fused else pairs.edge_index
+        edges = pairs.memo("adjacency", pairs.adjacency) if fused else pairs.edge_index
         sums = self.propagate(
             edges, y=y, sense=sense, basis=basis, pairs=pairs, size=(x.shape[0], x.shape[0])
         )
@@ -154,4 +156,7 @@ class HipInteraction(MessagePassing):
             return y.new_zeros(n_atoms, basis.shape[1], self.out_features)
         outgoing = torch.bmm(_padded(sense, pairs), y).view(n_atoms * k_max, self.out_features)
         arriving = outgoing[pairs.source * k_max + pairs.slot[pairs.reverse]]
-        return torch.bmm(_padded(basis, pairs).transpose(1, 2), _padded(arriving, pairs))
+        padded_basis = pairs.memo(
+            f"padded_basis{basis.shape[1]}", lambda: _padded(basis, pairs).transpose(1, 2)
+        )
+        return torch.bmm(padded_basis, _padded(arriving, pairs))
