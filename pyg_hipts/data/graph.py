@@ -89,13 +89,12 @@ def radius_graph(pos: Tensor, cutoff: float, batch: Tensor, use_torch_cluster: b
         )
     else:
         edge_index = _radius_graph_dense(pos, cutoff, batch)
-    return sort_by_target(edge_index, pos.shape[0])
+    return edge_index[:, target_order(edge_index, pos.shape[0])]
 
 
-def sort_by_target(edge_index: Tensor, n_atoms: int) -> Tensor:
-    """Order pairs by target atom, then source atom. ``[2, P] -> [2, P]``."""
-    key = edge_index[1] * n_atoms + edge_index[0]
-    return edge_index[:, torch.argsort(key)]
+def target_order(edge_index: Tensor, n_atoms: int) -> Tensor:
+    """Permutation ``[P]`` that orders pairs by target atom, then source atom (stable)."""
+    return torch.argsort(edge_index[1] * n_atoms + edge_index[0], stable=True)
 
 
 @dataclass
@@ -194,10 +193,9 @@ def _reverse_pairs(edge_index: Tensor, n_atoms: int, image_index: Tensor | None)
     reverse_key = source * n_atoms + target
     if image_index is not None:
         span = int(image_index.abs().max()) * 2 + 1 if image_index.numel() else 1
-        code = ((image_index + span // 2) * torch.tensor([span * span, span, 1], device=key.device)).sum(1)
-        reverse_code = (
-            (span // 2 - image_index) * torch.tensor([span * span, span, 1], device=key.device)
-        ).sum(1)
+        digits = torch.tensor([span * span, span, 1], device=key.device)
+        code = ((span // 2 + image_index) * digits).sum(1)
+        reverse_code = ((span // 2 - image_index) * digits).sum(1)
         key = key * span**3 + code
         reverse_key = reverse_key * span**3 + reverse_code
     order = torch.argsort(key)

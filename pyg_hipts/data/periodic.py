@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 from vesin import NeighborList
 
-from .graph import sort_by_target
+from .graph import target_order
 
 
 def periodic_radius_graph(
@@ -40,7 +40,7 @@ def periodic_radius_graph(
     boxes = cell.detach().cpu().double().numpy()
     periodic = pbc.cpu().numpy().astype(bool)
     for b, count in enumerate(counts):
-        _check_cell(boxes[b], periodic[b], cutoff, b)
+        _check_cell(boxes[b], periodic[b], b)
         i, j, shift = calculator.compute(
             positions[start : start + count], boxes[b], periodic[b], quantities="ijS"
         )
@@ -51,17 +51,13 @@ def periodic_radius_graph(
     edge_index = torch.as_tensor(np.concatenate(edges, axis=1), dtype=torch.long, device=pos.device)
     image_index = torch.as_tensor(np.concatenate(images), dtype=torch.long, device=pos.device)
     owner = torch.as_tensor(np.concatenate(owners), dtype=torch.long, device=pos.device)
-    order = torch.argsort(edge_index[1] * pos.shape[0] + edge_index[0], stable=True)
-    edge_index, image_index, owner = (
-        sort_by_target(edge_index, pos.shape[0]),
-        image_index[order],
-        owner[order],
-    )
+    order = target_order(edge_index, pos.shape[0])
+    edge_index, image_index, owner = edge_index[:, order], image_index[order], owner[order]
     shifts = torch.einsum("pk,pkc->pc", image_index.to(cell.dtype), cell[owner])
     return edge_index, shifts, image_index
 
 
-def _check_cell(box: np.ndarray, periodic: np.ndarray, cutoff: float, index: int) -> None:
+def _check_cell(box: np.ndarray, periodic: np.ndarray, index: int) -> None:
     """A periodic direction needs a non-degenerate cell."""
     if periodic.any() and abs(np.linalg.det(box)) < 1e-12:
         raise ValueError(
