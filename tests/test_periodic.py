@@ -23,10 +23,10 @@ def _water(n_frames: int = 2):
     return z, pos, batch, torch.cat([f.cell for f in frames]), torch.cat([f.pbc for f in frames])
 
 
-def _model(l_max=2):
+def _model(l_max=2, species=(1, 8)):
     torch.manual_seed(0)
     return HipNN(
-        [1, 8],
+        species,
         n_features=8,
         n_sensitivities=6,
         dist_soft_min=0.8,

@@ -14,6 +14,7 @@ from ..data.periodic import periodic_radius_graph
 from .energy import HierarchicalEnergy
 from .interaction import HipInteraction
 from .layers import Residual, atom_layer
+from .strain import apply_strain, stress_from_strain_gradient, zero_strain
 
 
 @dataclass
@@ -23,6 +24,7 @@ class HipOutput:
     Attributes:
         energy: ``[B, 1]``. forces: ``[N, 3]`` ``= -∂E/∂pos`` (``None`` unless asked for).
         atom_energies: ``[N, 1]``. level_energies: ``[B, L + 1]``. hierarchicality: ``[B, 1]``.
+        stress: ``[B, 3, 3]`` ``= (1/V) ∂E/∂ε`` (``None`` unless asked for), see :mod:`.strain`.
     """
 
     energy: Tensor
@@ -30,6 +32,7 @@ class HipOutput:
     atom_energies: Tensor
     level_energies: Tensor
     hierarchicality: Tensor
+    stress: Tensor | None = None
 
 
 class HipNN(nn.Module):
@@ -158,37 +161,54 @@ class HipNN(nn.Module):
         cell: Tensor | None = None,
         pbc: Tensor | None = None,
         forces: bool = True,
+        stress: bool = False,
         create_graph: bool = False,
     ) -> HipOutput:
-        """Energies, and forces ``-∂E/∂pos`` by autograd when ``forces`` is true.
+        """Energies, forces ``-∂E/∂pos`` and stress ``(1/V) ∂E/∂ε`` by autograd when asked for.
 
         ``cell [B, 3, 3]`` (rows = lattice vectors) and ``pbc [B, 3]`` make the structures
-        periodic. Use ``create_graph=True`` when a loss on the forces is to be back-propagated.
+        periodic; ``stress`` needs them. Use ``create_graph=True`` when a loss on the forces is
+        to be back-propagated.
         """
         batch = validate_atoms(z, pos, batch)
         z = z.long()
-        if forces and not pos.requires_grad:
+        if (forces or stress) and not pos.requires_grad:
             pos = pos.detach().requires_grad_(True)
         n_structures = int(batch[-1]) + 1
-        with torch.set_grad_enabled(forces or torch.is_grad_enabled()):
-            levels = self.features(z, pos, self.pairs(pos, batch, cell, pbc))
+        with torch.set_grad_enabled(forces or stress or torch.is_grad_enabled()):
+            strain = None
+            strained_pos, strained_cell = pos, cell
+            if stress:
+                strain = zero_strain(cell, pbc, n_structures)
+                strained_pos, strained_cell = apply_strain(pos, cell, batch, strain)
+            pairs = self.pairs(strained_pos, batch, strained_cell, pbc)
+            levels = self.features(z, strained_pos, pairs)
             energies = self.energy_head(levels, batch, n_structures)
-            force = None
-            if forces:
-                (grad,) = torch.autograd.grad(
+            wrt = ([pos] if forces else []) + ([strain] if stress else [])
+            grads = []
+            if wrt:
+                grads = torch.autograd.grad(
                     energies.energy.sum(),
-                    pos,
+                    wrt,
                     create_graph=create_graph,
                     retain_graph=create_graph,
                     allow_unused=True,
                     materialize_grads=True,
                 )
-                force = -grad
+            force = -grads[0] if forces else None
+            stress_tensor = stress_from_strain_gradient(grads[-1], cell) if stress else None
         return HipOutput(
-            energies.energy, force, energies.atom_energies, energies.level_energies, energies.hierarchicality
+            energies.energy,
+            force,
+            energies.atom_energies,
+            energies.level_energies,
+            energies.hierarchicality,
+            stress_tensor,
         )
 
-    def predict_data(self, data: Batch, *, forces: bool = True, create_graph: bool = False) -> HipOutput:
+    def predict_data(
+        self, data: Batch, *, forces: bool = True, stress: bool = False, create_graph: bool = False
+    ) -> HipOutput:
         """:meth:`predict` on a PyG ``Data`` / ``Batch`` (``z``, ``pos``, ``batch``, ``cell``, ``pbc``)."""
         return self.predict(
             data.z,
@@ -197,6 +217,7 @@ class HipNN(nn.Module):
             cell=getattr(data, "cell", None),
             pbc=getattr(data, "pbc", None),
             forces=forces,
+            stress=stress,
             create_graph=create_graph,
         )
 

@@ -54,8 +54,8 @@ class Sensitivity(nn.Module, abc.ABC):
 
     @torch.no_grad()
     def warn_if_too_close(self, dist: Tensor) -> None:
-        """Warn when a pair is closer than the innermost sensitivity reaches."""
-        if dist.numel() == 0:
+        """Warn, once per layer, when a pair is closer than the innermost sensitivity reaches."""
+        if dist.numel() == 0 or getattr(self, "_warned_too_close", False):
             return
         closest = float(dist.min())
         edge = self.inner_edge()
@@ -63,9 +63,10 @@ class Sensitivity(nn.Module, abc.ABC):
             n_close = int((dist < edge).sum()) // 2
             warnings.warn(
                 f"{n_close} atom pairs are closer than the sensitivity range ({closest:.3f} < {edge:.3f}); "
-                "the model has no resolution there",
+                "the model has no resolution there (shown once per model)",
                 stacklevel=3,
             )
+            self._warned_too_close = True
 
 
 class InverseSensitivity(Sensitivity):
