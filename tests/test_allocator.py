@@ -15,7 +15,8 @@ SCRIPT = textwrap.dedent(
     from pyg_hipts.nn import HipNN
 
     torch.manual_seed(0)
-    model = HipNN([1, 8], n_features=8, n_sensitivities=4, dist_soft_max=2.5, dist_hard_max=3.0, l_max=1).double()
+    options = dict(n_features=8, n_sensitivities=4, dist_soft_max=2.5, dist_hard_max=3.0, l_max=1)
+    model = HipNN([1, 8], **options).double()
     pos = torch.rand(30, 3, dtype=torch.float64) * 4
     z = torch.tensor([8, 1, 1] * 10)
     before = model.predict(z, pos)

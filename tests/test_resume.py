@@ -8,7 +8,7 @@ import pytest
 from lightning.pytorch import Callback, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-import pyg_hipts.train.module
+import pyg_hipts.train.base
 from tests.test_train_module import QUIET, ethanol_datamodule, single_thread, tiny_module  # noqa: F401
 
 BATCHES_PER_EPOCH = 4  # 40 training frames in batches of 10
@@ -56,7 +56,7 @@ def test_resume_continues_epochs_and_optimizer_state(tmp_path: Path, monkeypatch
     def no_refit(*args, **kwargs):
         raise AssertionError("reference energies must not be refitted when resuming")
 
-    monkeypatch.setattr(pyg_hipts.train.module, "fit_reference_energies", no_refit)
+    monkeypatch.setattr(pyg_hipts.train.base, "fit_reference_energies", no_refit)
     resumed = TrainingState()
     trainer = _trainer(tmp_path, resumed)
     trainer.fit(tiny_module(), ethanol_datamodule(), ckpt_path=tmp_path / "last.ckpt")

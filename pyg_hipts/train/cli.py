@@ -1,4 +1,4 @@
-"""The ``pyg-hipts`` command: Lightning's CLI over :class:`PotentialModule` and :class:`AtomsDataModule`.
+"""The ``pyg-hipts`` command: Lightning's CLI over an :class:`EnergyForceModule` and :class:`AtomsDataModule`.
 
 Subcommands ``fit``, ``validate``, ``test``, ``predict``; e.g.::
 
@@ -17,8 +17,8 @@ from __future__ import annotations
 import torch
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 
+from pyg_hipts.train.base import EnergyForceModule
 from pyg_hipts.train.datamodule import AtomsDataModule
-from pyg_hipts.train.module import PotentialModule
 from pyg_hipts.train.writer import PredictionWriter
 
 
@@ -59,7 +59,7 @@ class PotentialCLI(LightningCLI):
 def main(args: ArgsType = None) -> None:
     """Entry point of ``pyg-hipts``; ``args`` replaces ``sys.argv[1:]`` (e.g. in tests)."""
     PotentialCLI(
-        PotentialModule,
+        EnergyForceModule,
         AtomsDataModule,
         subclass_mode_model=True,
         auto_configure_optimizers=False,
