@@ -23,13 +23,14 @@ class HipOutput:
 
     Attributes:
         energy: ``[B, 1]``. forces: ``[N, 3]`` ``= -∂E/∂pos`` (``None`` unless asked for).
-        atom_energies: ``[N, 1]``. level_energies: ``[B, L + 1]``. hierarchicality: ``[B, 1]``.
+        atom_energies: ``[N, 1]`` (``None`` for models without them).
+        level_energies: ``[B, L + 1]``. hierarchicality: ``[B, 1]``.
         stress: ``[B, 3, 3]`` ``= (1/V) ∂E/∂ε`` (``None`` unless asked for), see :mod:`.strain`.
     """
 
     energy: Tensor
     forces: Tensor | None
-    atom_energies: Tensor
+    atom_energies: Tensor | None
     level_energies: Tensor
     hierarchicality: Tensor
     stress: Tensor | None = None
