@@ -164,3 +164,26 @@ def test_one_training_run_through_the_cli(name, tmp_path: Path, monkeypatch):
     assert sorted({int(r["epoch"]) for r in rows if r.get("val/force_mae")}) == [0, 1]
     test = [float(r["test/force_mae"]) for r in rows if r.get("test/force_mae")]
     assert len(test) == 1 and 0 < test[0] < 1e3
+
+
+@pytest.mark.parametrize("name", ["schnet", "dimenet_pp", "visnet"])
+def test_shipped_model_configs_parse_and_build(name, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["pyg-hipts"])
+    path = CONFIG.parent / "models" / f"{name}.yaml"
+    with pytest.raises(SystemExit) as stop:
+        main(
+            [
+                "fit",
+                "--config",
+                str(CONFIG.with_name("rmd17_ts2.yaml")),
+                "--model",
+                str(path),
+                "--print_config",
+            ]
+        )
+    assert stop.value.code == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    network = printed["model"]["init_args"]["network"]
+    assert network == yaml.safe_load(path.read_text())["init_args"]["network"]
+    model = PygPotential(build_network(network), species=[1, 6, 8])
+    assert sum(p.numel() for p in model.parameters()) > 10_000

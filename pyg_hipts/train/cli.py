@@ -14,6 +14,8 @@ with ``--test_after_fit false``), which prints the test errors with their units.
 
 from __future__ import annotations
 
+import sys
+
 import torch
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 
@@ -56,9 +58,19 @@ class PotentialCLI(LightningCLI):
         self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path="best" if best else None)
 
 
-def main(args: ArgsType = None) -> None:
-    """Entry point of ``pyg-hipts``; ``args`` replaces ``sys.argv[1:]`` (e.g. in tests)."""
-    PotentialCLI(
+def main(args: ArgsType = None) -> PotentialCLI | None:
+    """Entry point of ``pyg-hipts``; ``args`` replaces ``sys.argv[1:]`` (e.g. in tests).
+
+    ``pyg-hipts compare ...`` runs :func:`pyg_hipts.compare.runner.main`; the other subcommands
+    are Lightning's, and the CLI object is returned.
+    """
+    arguments = list(sys.argv[1:] if args is None else args)
+    if arguments[:1] == ["compare"]:
+        from pyg_hipts.compare.runner import main as compare
+
+        compare(arguments[1:])
+        return None
+    return PotentialCLI(
         EnergyForceModule,
         AtomsDataModule,
         subclass_mode_model=True,
