@@ -8,7 +8,6 @@ from torch import nn
 
 from pyg_hipts.compare.potential import PygPotential, build_network
 from pyg_hipts.train.base import EnergyForceModule
-from pyg_hipts.train.metrics import LossKind
 
 
 class PygPotentialModule(EnergyForceModule):
@@ -25,41 +24,16 @@ class PygPotentialModule(EnergyForceModule):
         network: ``{"class_path": ..., "init_args": {...}}`` of a model with one output per
             structure; built when the species are known. Graphs come from
             :mod:`pyg_hipts.compare.graphs`.
-        species, energy_weight, force_weight, loss, l2_weight, lr, lr_patience, lr_factor,
-        min_lr, ema_decay: training options of :class:`EnergyForceModule`.
-        hierarchicality_weight: must stay 0 (no energy hierarchy).
+        species, training_options: those of :class:`EnergyForceModule`
+            (``hierarchicality_weight`` must stay 0: no energy hierarchy).
     """
 
     def __init__(
-        self,
-        network: dict[str, Any],
-        species: list[int] | None = None,
-        energy_weight: float = 1.0,
-        force_weight: float = 1.0,
-        loss: LossKind = "mse",
-        hierarchicality_weight: float = 0.0,
-        l2_weight: float = 0.0,
-        lr: float = 1e-3,
-        lr_patience: int = 10,
-        lr_factor: float = 0.5,
-        min_lr: float = 1e-5,
-        ema_decay: float | None = None,
+        self, network: dict[str, Any], species: list[int] | None = None, **training_options: Any
     ) -> None:
-        if hierarchicality_weight:
+        if training_options.get("hierarchicality_weight"):
             raise ValueError("PyG models have no energy hierarchy: hierarchicality_weight must be 0")
-        super().__init__(
-            species,
-            energy_weight,
-            force_weight,
-            loss,
-            hierarchicality_weight,
-            l2_weight,
-            lr,
-            lr_patience,
-            lr_factor,
-            min_lr,
-            ema_decay,
-        )
+        super().__init__(species=species, **training_options)
         build_network(network)  # fail early on a bad specification
         if species is not None:
             self.build_model(species)

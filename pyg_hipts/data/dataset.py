@@ -44,10 +44,12 @@ def make_frame(
     cell: np.ndarray | None = None,
     pbc: np.ndarray | None = None,
     *,
+    atom_energies: np.ndarray | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> Data:
     """One structure as ``Data``: ``z`` ``(N,)``, ``pos`` ``(N, 3)``, ``forces`` ``(N, 3)``,
-    ``cell`` ``(3, 3)`` with lattice vectors as rows and ``pbc`` ``(3,)``, given together or not at all.
+    ``cell`` ``(3, 3)`` with lattice vectors as rows and ``pbc`` ``(3,)``, given together or not at all,
+    and optional per-atom energies ``atom_energies`` ``(N,)`` (e.g. a teacher model's, as targets).
 
     ``energy`` is always kept in float64: total energies of molecules are large (rMD17 aspirin
     ≈ -4·10⁵ kcal/mol) and float32 would round them by ≈ 0.03 kcal/mol.
@@ -62,6 +64,8 @@ def make_frame(
     )
     if forces is not None:
         frame.forces = torch.tensor(forces, dtype=dtype)
+    if atom_energies is not None:
+        frame.atom_energies = torch.tensor(atom_energies, dtype=dtype).reshape(len(z))
     if cell is not None:
         frame.cell = torch.tensor(cell, dtype=dtype).reshape(1, 3, 3)
         frame.pbc = torch.tensor(pbc, dtype=torch.bool).reshape(1, 3)

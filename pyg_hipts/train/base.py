@@ -3,9 +3,11 @@
 Training loss of a batch of ``B`` structures with ``N`` atoms, for a loss kind ``ℓ`` (see
 :mod:`pyg_hipts.train.metrics`)::
 
-    L = w_E · ℓ(E − E_ref) + w_F · ℓ(F − F_ref) + w_H · mean_b H_b + w_2 · Σ_w ‖w‖²
+    L = w_E · ℓ(E − E_ref) + w_F · ℓ(F − F_ref) + w_A · ℓ(e − e_ref) + w_H · mean_b H_b + w_2 · Σ_w ‖w‖²
 
-with energies per structure ``[B]``, force components ``[N, 3]``, the hierarchicality ``H`` of each
+with energies per structure ``[B]``, force components ``[N, 3]``, per-atom energies ``[N]``
+(targets ``atom_energies`` in the data, e.g. a teacher model's; needs a model that predicts
+them), the hierarchicality ``H`` of each
 structure (HIP-NN only) and the L2 norm over the model's ``regularization_parameters()``; it is
 logged per step as ``train/batch_loss``. ``{stage}/loss`` (``val/loss`` is the learning-rate and
 checkpoint monitor) is the data part ``w_E · ℓ_E + w_F · ℓ_F`` over all errors of an epoch.
@@ -67,6 +69,7 @@ class EnergyForceModule(LightningModule):
             fitting starts (and then saved with the hyper-parameters of checkpoints).
         energy_weight: ``w_E``. force_weight: ``w_F`` (0 trains on energies only).
         loss: ``"mse"``, ``"mae"`` or ``"rmse"``.
+        atom_energy_weight: ``w_A``, for data with ``atom_energies`` targets.
         hierarchicality_weight: ``w_H`` (models that report a hierarchicality). l2_weight: ``w_2``.
         lr: Adam learning rate. lr_patience, lr_factor, min_lr: ``ReduceLROnPlateau`` on ``val/loss``.
         ema_decay: when set, an exponential moving average ``θ̄ ← d θ̄ + (1 − d) θ`` of the weights,
@@ -80,6 +83,7 @@ class EnergyForceModule(LightningModule):
         energy_weight: float = 1.0,
         force_weight: float = 1.0,
         loss: LossKind = "mse",
+        atom_energy_weight: float = 0.0,
         hierarchicality_weight: float = 0.0,
         l2_weight: float = 0.0,
         lr: float = 1e-3,
@@ -166,6 +170,13 @@ class EnergyForceModule(LightningModule):
         loss = hp.energy_weight * error_loss(energy_error, hp.loss)
         if force_error is not None:
             loss = loss + hp.force_weight * error_loss(force_error, hp.loss)
+        if hp.atom_energy_weight:
+            if "atom_energies" not in batch or output.atom_energies is None:
+                raise ValueError(
+                    "atom_energy_weight needs atom_energies in the data and a model that predicts them"
+                )
+            atom_error = output.atom_energies.squeeze(-1) - batch.atom_energies
+            loss = loss + hp.atom_energy_weight * error_loss(atom_error, hp.loss)
         if hp.hierarchicality_weight:
             loss = loss + hp.hierarchicality_weight * output.hierarchicality.mean()
         if hp.l2_weight:

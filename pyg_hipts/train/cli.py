@@ -61,7 +61,8 @@ class PotentialCLI(LightningCLI):
 def main(args: ArgsType = None) -> PotentialCLI | None:
     """Entry point of ``pyg-hipts``; ``args`` replaces ``sys.argv[1:]`` (e.g. in tests).
 
-    ``pyg-hipts compare ...`` runs :func:`pyg_hipts.compare.runner.main`; the other subcommands
+    ``pyg-hipts compare|ensemble|label ...`` run :mod:`pyg_hipts.compare.runner`,
+    :mod:`pyg_hipts.ensemble.train` and :mod:`pyg_hipts.ensemble.labels`; the other subcommands
     are Lightning's, and the CLI object is returned.
     """
     arguments = list(sys.argv[1:] if args is None else args)
@@ -69,6 +70,16 @@ def main(args: ArgsType = None) -> PotentialCLI | None:
         from pyg_hipts.compare.runner import main as compare
 
         compare(arguments[1:])
+        return None
+    if arguments[:1] == ["ensemble"]:
+        from pyg_hipts.ensemble.train import main as ensemble
+
+        ensemble(arguments[1:])
+        return None
+    if arguments[:1] == ["label"]:
+        from pyg_hipts.ensemble.labels import main as label
+
+        label(arguments[1:])
         return None
     return PotentialCLI(
         EnergyForceModule,

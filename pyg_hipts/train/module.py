@@ -4,12 +4,12 @@
 from __future__ import annotations
 
 import inspect
+from typing import Any
 
 from torch import nn
 
 from pyg_hipts.nn import HipNN
 from pyg_hipts.train.base import EnergyForceModule
-from pyg_hipts.train.metrics import LossKind
 
 MODEL_OPTIONS: tuple[str, ...] = tuple(p for p in inspect.signature(HipNN).parameters if p != "species")
 """Arguments of :class:`HipNN` that :class:`PotentialModule` takes and passes on."""
@@ -26,8 +26,8 @@ class PotentialModule(EnergyForceModule):
         n_interaction_layers, n_atom_layers, l_max, resnet, cusp_reg, sensitivity_type, fused,
             trainable_reference_energies:
             the :class:`HipNN` hyper-parameters (lengths in the data's length unit).
-        energy_weight, force_weight, loss, hierarchicality_weight, l2_weight, lr, lr_patience,
-        lr_factor, min_lr, ema_decay: training options of :class:`EnergyForceModule`.
+        training_options: those of :class:`EnergyForceModule` (``energy_weight``,
+            ``force_weight``, ``loss``, ``lr``, ``ema_decay``, ...).
     """
 
     def __init__(
@@ -46,30 +46,9 @@ class PotentialModule(EnergyForceModule):
         sensitivity_type: str = "inverse",
         fused: bool = True,
         trainable_reference_energies: bool = False,
-        energy_weight: float = 1.0,
-        force_weight: float = 1.0,
-        loss: LossKind = "mse",
-        hierarchicality_weight: float = 0.0,
-        l2_weight: float = 0.0,
-        lr: float = 1e-3,
-        lr_patience: int = 10,
-        lr_factor: float = 0.5,
-        min_lr: float = 1e-5,
-        ema_decay: float | None = None,
+        **training_options: Any,
     ) -> None:
-        super().__init__(
-            species,
-            energy_weight,
-            force_weight,
-            loss,
-            hierarchicality_weight,
-            l2_weight,
-            lr,
-            lr_patience,
-            lr_factor,
-            min_lr,
-            ema_decay,
-        )
+        super().__init__(species=species, **training_options)
         if species is not None:
             self.build_model(species)
 

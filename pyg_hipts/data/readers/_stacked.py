@@ -29,6 +29,7 @@ def stacked_frames(
     energy_key: str,
     forces_key: str | None = None,
     cell_key: str | None = None,
+    atom_energies_key: str | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> list[Data]:
     """Validate stacked arrays and split them into frames.
@@ -37,10 +38,11 @@ def stacked_frames(
     ``(n_frames, n_atoms)`` (atomic numbers or element symbols); ``arrays[energy_key]`` is
     ``(n_frames,)`` or ``(n_frames, 1)``; ``arrays[forces_key]`` matches positions; ``arrays[cell_key]``
     is ``(n_frames, 3, 3)`` with lattice vectors as rows and makes the frames periodic in all three
-    directions. ``None`` keys are skipped. Any missing key, shape mismatch or non-finite value raises
+    directions; ``arrays[atom_energies_key]`` is ``(n_frames, n_atoms)``. ``None`` keys are
+    skipped. Any missing key, shape mismatch or non-finite value raises
     ``ValueError`` starting with ``source``.
     """
-    for key in (z_key, pos_key, energy_key, forces_key, cell_key):
+    for key in (z_key, pos_key, energy_key, forces_key, cell_key, atom_energies_key):
         if key is not None:
             require_key(source, key, arrays.keys())
     pos = np.asarray(arrays[pos_key])
@@ -59,6 +61,11 @@ def stacked_frames(
         cells = np.asarray(arrays[cell_key])
         check_shape(source, cell_key, cells, (n_frames, 3, 3))
         check_finite(source, cell_key, cells)
+    atom_energies = None
+    if atom_energies_key is not None:
+        atom_energies = np.asarray(arrays[atom_energies_key])
+        check_shape(source, atom_energies_key, atom_energies, (n_frames, n_atoms))
+        check_finite(source, atom_energies_key, atom_energies)
     pbc = np.ones(3, dtype=bool)
     return [
         make_frame(
@@ -68,6 +75,7 @@ def stacked_frames(
             forces=None if forces is None else forces[i],
             cell=None if cells is None else cells[i],
             pbc=None if cells is None else pbc,
+            atom_energies=None if atom_energies is None else atom_energies[i],
             dtype=dtype,
         )
         for i in range(n_frames)

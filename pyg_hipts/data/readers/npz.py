@@ -21,6 +21,7 @@ def read_npz(
     pos_key: str = "coords",
     energy_key: str = "energies",
     forces_key: str | None = "forces",
+    atom_energies_key: str | None = None,
     units: Units = DEFAULT_UNITS,
     dtype: torch.dtype = torch.float32,
 ) -> AtomsDataset:
@@ -28,7 +29,8 @@ def read_npz(
 
     Expected arrays: ``z_key`` ``(n_atoms,)`` shared by all frames or ``(n_frames, n_atoms)``;
     ``pos_key`` ``(n_frames, n_atoms, 3)``; ``energy_key`` ``(n_frames,)`` or ``(n_frames, 1)``;
-    ``forces_key`` ``(n_frames, n_atoms, 3)`` (``None`` skips forces). The defaults read rMD17
+    ``forces_key`` ``(n_frames, n_atoms, 3)`` (``None`` skips forces); ``atom_energies_key``
+    ``(n_frames, n_atoms)`` per-atom energy targets (``None``: none). The defaults read rMD17
     (Å, kcal/mol). Raises ``FileNotFoundError`` or ``ValueError`` naming the file for a missing
     file or key, mismatched shapes, and NaN or infinite values.
     """
@@ -41,6 +43,7 @@ def read_npz(
             pos_key=pos_key,
             energy_key=energy_key,
             forces_key=forces_key,
+            atom_energies_key=atom_energies_key,
             dtype=dtype,
         )
     return AtomsDataset(frames, units=units, source=str(path))
