@@ -135,3 +135,30 @@ def test_atom_energy_loss_vanishes_when_the_student_is_the_teacher(tmp_path: Pat
     without_labels = Batch.from_data_list(list(read_npz(tmp_path / "input.npz", dtype=torch.float64)))
     with pytest.raises(ValueError, match="atom_energies"):
         student.training_step(without_labels, 0)
+
+
+def test_labelled_training_file_with_a_plain_test_file(tmp_path: Path) -> None:
+    from pyg_hipts.train import AtomsDataModule
+
+    source = read_npz(_tiny_input(tmp_path / "input.npz", 8), dtype=torch.float64)
+    np.savez(tmp_path / "labelled.npz", **ensemble_labels(Ensemble(_members(2)), source, batch_size=4))
+    options = {"atom_energies_key": "atom_energies"}
+    datamodule = AtomsDataModule(
+        train_file=str(tmp_path / "labelled.npz"),
+        test_file=str(tmp_path / "input.npz"),
+        reader_options=options,
+        test_reader_options={},
+        n_train=6,
+        n_val=2,
+    )
+    datamodule.setup("test")
+    assert "atom_energies" in datamodule.datasets["train"][0]
+    assert "atom_energies" not in datamodule.datasets["test"][0]
+    with pytest.raises(ValueError, match="atom_energies"):
+        AtomsDataModule(
+            train_file=str(tmp_path / "labelled.npz"),
+            test_file=str(tmp_path / "input.npz"),
+            reader_options=options,
+            n_train=6,
+            n_val=2,
+        ).setup("test")

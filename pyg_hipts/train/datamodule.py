@@ -61,6 +61,9 @@ class AtomsDataModule(LightningDataModule):
         format: reader format for all files (by default from each file's suffix).
         reader_options: keyword arguments of the reader (npz keys, ``units`` as a mapping with
             ``length`` and ``energy``, ...).
+        test_reader_options: reader options for ``test_file`` and ``predict_file`` when they are
+            laid out differently (e.g. training labels with ``atom_energies``, a plain test file);
+            by default ``reader_options``.
         n_train, n_val, n_test, val_fraction: split sizes (see the module docstring).
         split_file: an existing ``split.npz`` to use instead of drawing one.
         batch_size: structures per training batch.
@@ -76,6 +79,7 @@ class AtomsDataModule(LightningDataModule):
         predict_file: str | None = None,
         format: str | None = None,
         reader_options: dict[str, Any] | None = None,
+        test_reader_options: dict[str, Any] | None = None,
         n_train: int | None = None,
         n_val: int | None = None,
         n_test: int | None = None,
@@ -96,19 +100,22 @@ class AtomsDataModule(LightningDataModule):
         self.split: dict[str, Tensor] | None = None
         self.datasets: dict[str, AtomsDataset] = {}
 
-    def _read(self, path: str) -> AtomsDataset:
-        """Read (once) the dataset at ``path``."""
-        if path not in self._files:
-            options = dict(self.hparams.reader_options or {})
+    def _read(self, path: str, training: bool = False) -> AtomsDataset:
+        """Read (once) the dataset at ``path``, with the training or the test reader options."""
+        hp = self.hparams
+        chosen = hp.reader_options if training or hp.test_reader_options is None else hp.test_reader_options
+        key = f"{'train' if training else 'test'}:{path}"
+        if key not in self._files:
+            options = dict(chosen or {})
             if isinstance(options.get("units"), Mapping):
                 options["units"] = Units(**options["units"])
-            self._files[path] = read_dataset(resolve_data_path(path), self.hparams.format, **options)
-        return self._files[path]
+            self._files[key] = read_dataset(resolve_data_path(path), hp.format, **options)
+        return self._files[key]
 
     def _train_source(self) -> AtomsDataset:
         if self.hparams.train_file is None:
             raise ValueError("train_file is required for fit, validate and test")
-        return self._read(self.hparams.train_file)
+        return self._read(self.hparams.train_file, training=True)
 
     @property
     def species(self) -> list[int]:
