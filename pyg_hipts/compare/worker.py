@@ -22,7 +22,7 @@ from torch_geometric.data import Batch
 
 from pyg_hipts.compare.report import ModelResult
 from pyg_hipts.train.callbacks import EpochClock
-from pyg_hipts.train.cli import main as pyg_hipts
+from pyg_hipts.train.cli import run_cli as pyg_hipts
 
 THROUGHPUT_FRAMES = 200
 THROUGHPUT_REPEATS = 3

@@ -26,7 +26,7 @@ def train_ensemble(
     extra: list[str] | None = None,
 ) -> Path:
     """Train the members one after the other; return the path of ``ensemble.yaml``."""
-    from pyg_hipts.train.cli import main as pyg_hipts
+    from pyg_hipts.train.cli import run_cli as pyg_hipts
 
     if members < 2:
         raise ValueError(f"an ensemble needs at least 2 members, got {members}")

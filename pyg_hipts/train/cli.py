@@ -58,8 +58,8 @@ class PotentialCLI(LightningCLI):
         self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path="best" if best else None)
 
 
-def main(args: ArgsType = None) -> PotentialCLI | None:
-    """Entry point of ``pyg-hipts``; ``args`` replaces ``sys.argv[1:]`` (e.g. in tests).
+def run_cli(args: ArgsType = None) -> PotentialCLI | None:
+    """Run ``pyg-hipts``; ``args`` replaces ``sys.argv[1:]`` (e.g. in tests).
 
     ``pyg-hipts compare|ensemble|label ...`` run :mod:`pyg_hipts.compare.runner`,
     :mod:`pyg_hipts.ensemble.train` and :mod:`pyg_hipts.ensemble.labels`; the other subcommands
@@ -90,6 +90,11 @@ def main(args: ArgsType = None) -> PotentialCLI | None:
         save_config_kwargs={"overwrite": True},
         args=args,
     )
+
+
+def main(args: ArgsType = None) -> None:
+    """Entry point of the ``pyg-hipts`` command (returns nothing: a console script exits with it)."""
+    run_cli(args)
 
 
 if __name__ == "__main__":
