@@ -42,7 +42,7 @@ def _metric_rows(path: Path) -> list[dict[str, str]]:
 
 
 def test_fit_then_predict(run_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
-    main(["fit", "--config", str(CONFIG), *TINY_RUN])
+    assert main(["fit", "--config", str(CONFIG), *TINY_RUN]) is None  # a console script exits with it
     version = run_dir / "runs" / "quickstart" / "version_0"
     best, last = version / "checkpoints" / "best.ckpt", version / "checkpoints" / "last.ckpt"
     assert best.is_file() and last.is_file() and (version / "config.yaml").is_file()
