@@ -15,10 +15,8 @@ from __future__ import annotations
 import argparse
 import gc
 import resource
-import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,6 +25,7 @@ import psutil
 import torch
 
 from pyg_hipts.nn import HipNN
+from pyg_hipts.timing import median_seconds
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "rmd17" / "rmd17_aspirin_train_01.npz"
 SIZES = dict(
@@ -51,17 +50,6 @@ def aspirin_batch(
     energy = torch.as_tensor(data["energies"][:n_molecules], dtype=torch.float32)
     forces = torch.as_tensor(data["forces"][:n_molecules], dtype=torch.float32).reshape(-1, 3)
     return z, pos, torch.arange(n_molecules).repeat_interleave(n_atoms), energy - energy.mean(), forces
-
-
-def median_ms(fn: Callable[[], object], repeat: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
 
 
 def peak_rss_growth_mib(train: Callable[[], object], warmup: Callable[[], object]) -> float:
@@ -196,7 +184,11 @@ def main() -> None:
     for name, build in available.items():
         infer, train = build(batch)
         memory = measure_memory_in_child(name, args.threads, args.molecules, args.hippynn_kernels)
-        results[name] = (median_ms(infer, args.repeat), median_ms(train, args.repeat), memory)
+        results[name] = (
+            1e3 * median_seconds(infer, args.repeat, 2),
+            1e3 * median_seconds(train, args.repeat, 2),
+            memory,
+        )
         print(
             f"{name:<34} {results[name][0]:9.1f} {results[name][1]:9.1f} {results[name][2]:15.1f}", flush=True
         )

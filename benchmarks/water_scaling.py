@@ -21,11 +21,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +32,7 @@ from ase import Atoms
 from pyg_hipts.allocator import keep_freed_memory
 from pyg_hipts.data import read_deepmd
 from pyg_hipts.nn import HipNN
+from pyg_hipts.timing import median_seconds
 
 WATER = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "deepmd_water" / "data_0"
 SIZES = dict(
@@ -61,16 +59,6 @@ def water_box(repeats: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, t
         torch.as_tensor(np.asarray(atoms.cell), dtype=torch.float32).unsqueeze(0),
         torch.ones(1, 3, dtype=torch.bool),
     )
-
-
-def median_seconds(fn: Callable[[], object], repeat: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def measure(repeats: list[int], threads: int, repeat: int) -> None:

@@ -89,14 +89,18 @@ def test_equivalent_cells_give_the_same_energy_forces_and_stress():
     torch.testing.assert_close(out.stress, reference.stress, rtol=1e-9, atol=1e-11)
 
 
-def test_supercell_has_eight_times_the_energy_and_the_same_forces():
-    atoms = _water_atoms(0.1)
-    model = _model(l_max=1)
+def _assert_supercell_is_extensive(model: HipNN, atoms: Atoms, repeats: int) -> None:
+    """``repeats³`` copies: that many times the energy, the same forces per atom and stress."""
+    copies = repeats**3
     cell = _predict(model, atoms)
-    supercell = _predict(model, atoms.repeat((2, 2, 2)))
-    torch.testing.assert_close(supercell.energy, 8 * cell.energy, rtol=1e-12, atol=1e-8)
-    torch.testing.assert_close(supercell.forces, cell.forces.repeat(8, 1), rtol=1e-9, atol=1e-9)
-    torch.testing.assert_close(supercell.stress, cell.stress, rtol=1e-9, atol=1e-11)
+    supercell = _predict(model, atoms.repeat((repeats,) * 3))
+    torch.testing.assert_close(supercell.energy, copies * cell.energy, rtol=1e-10, atol=1e-8)
+    torch.testing.assert_close(supercell.forces, cell.forces.repeat(copies, 1), rtol=1e-8, atol=1e-9)
+    torch.testing.assert_close(supercell.stress, cell.stress, rtol=1e-8, atol=1e-10)
+
+
+def test_supercell_has_eight_times_the_energy_and_the_same_forces():
+    _assert_supercell_is_extensive(_model(l_max=1), _water_atoms(0.1), 2)
 
 
 def test_cutoff_larger_than_half_the_cell_counts_every_image():
@@ -107,12 +111,7 @@ def test_cutoff_larger_than_half_the_cell_counts_every_image():
         cell=[[2.9, 0.0, 0.0], [0.6, 3.1, 0.0], [0.4, -0.5, 3.3]],
         pbc=True,
     )
-    model = _model()  # cutoff 4.5 Å, more than the cell's widths
-    small = _predict(model, atoms)
-    large = _predict(model, atoms.repeat((4, 4, 4)))
-    torch.testing.assert_close(large.energy, 64 * small.energy, rtol=1e-10, atol=1e-8)
-    torch.testing.assert_close(large.forces, small.forces.repeat(64, 1), rtol=1e-8, atol=1e-9)
-    torch.testing.assert_close(large.stress, small.stress, rtol=1e-8, atol=1e-10)
+    _assert_supercell_is_extensive(_model(), atoms, 4)  # cutoff 4.5 Å, more than the cell's widths
 
 
 def test_mixed_periodic_and_molecular_batch():

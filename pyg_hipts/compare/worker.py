@@ -12,8 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import statistics
-import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -21,6 +19,7 @@ import torch
 from torch_geometric.data import Batch
 
 from pyg_hipts.compare.report import ModelResult
+from pyg_hipts.timing import median_seconds
 from pyg_hipts.train.callbacks import EpochClock
 from pyg_hipts.train.cli import run_cli as pyg_hipts
 
@@ -44,13 +43,7 @@ def throughput(model: torch.nn.Module, frames: list, batch_size: int) -> float:
         for batch in batches:
             model.predict_data(batch, forces=True)
 
-    one_pass()  # warm-up
-    times = []
-    for _ in range(THROUGHPUT_REPEATS):
-        start = time.perf_counter()
-        one_pass()
-        times.append(time.perf_counter() - start)
-    return n_atoms / statistics.median(times)
+    return n_atoms / median_seconds(one_pass, THROUGHPUT_REPEATS)
 
 
 def run(
