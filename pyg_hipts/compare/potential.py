@@ -19,6 +19,7 @@ from torch_geometric.nn.models import DimeNet
 from pyg_hipts.compare.graphs import dimenet_energy, use_project_graphs
 from pyg_hipts.data.graph import validate_atoms
 from pyg_hipts.nn import HipOutput
+from pyg_hipts.nn.model import structure_inputs
 
 
 def build_network(spec: dict[str, Any]) -> nn.Module:
@@ -119,9 +120,7 @@ class PygPotential(nn.Module):
         return HipOutput(energy, force, atom_energies=None, level_energies=empty, hierarchicality=empty)
 
     def predict_data(self, data: Batch, *, forces: bool = True, create_graph: bool = False) -> HipOutput:
-        return self.predict(
-            data.z, data.pos, getattr(data, "batch", None), forces=forces, create_graph=create_graph
-        )
+        return self.predict(*structure_inputs(data), forces=forces, create_graph=create_graph)
 
     def forward(self, z: Tensor, pos: Tensor, batch: Tensor | None = None) -> Tensor:
         """Energy per structure ``[B, 1]``."""

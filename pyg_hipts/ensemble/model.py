@@ -20,6 +20,7 @@ from torch_geometric.data import Batch
 
 from pyg_hipts.data import Units
 from pyg_hipts.nn import HipNN
+from pyg_hipts.nn.model import periodic_inputs, structure_inputs
 from pyg_hipts.train.checkpoints import load_trained_model
 
 
@@ -117,11 +118,4 @@ class Ensemble(nn.Module):
 
     def predict_data(self, data: Batch, *, forces: bool = True) -> EnsembleOutput:
         """:meth:`predict` on a PyG ``Data`` / ``Batch``."""
-        return self.predict(
-            data.z,
-            data.pos,
-            getattr(data, "batch", None),
-            cell=getattr(data, "cell", None),
-            pbc=getattr(data, "pbc", None),
-            forces=forces,
-        )
+        return self.predict(*structure_inputs(data), **periodic_inputs(data), forces=forces)

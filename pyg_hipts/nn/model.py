@@ -17,6 +17,16 @@ from .layers import Residual, atom_layer
 from .strain import apply_strain, stress_from_strain_gradient, zero_strain
 
 
+def structure_inputs(data: Batch) -> tuple[Tensor, Tensor, Tensor | None]:
+    """``(z, pos, batch)`` of a PyG ``Data`` / ``Batch``; ``batch`` is ``None`` for one structure."""
+    return data.z, data.pos, getattr(data, "batch", None)
+
+
+def periodic_inputs(data: Batch) -> dict[str, Tensor | None]:
+    """``cell`` and ``pbc`` of a PyG ``Data`` / ``Batch`` (``None`` when absent), as keywords."""
+    return {"cell": getattr(data, "cell", None), "pbc": getattr(data, "pbc", None)}
+
+
 @dataclass
 class HipOutput:
     """Predictions for ``B`` structures with ``N`` atoms in total.
@@ -212,11 +222,8 @@ class HipNN(nn.Module):
     ) -> HipOutput:
         """:meth:`predict` on a PyG ``Data`` / ``Batch`` (``z``, ``pos``, ``batch``, ``cell``, ``pbc``)."""
         return self.predict(
-            data.z,
-            data.pos,
-            getattr(data, "batch", None),
-            cell=getattr(data, "cell", None),
-            pbc=getattr(data, "pbc", None),
+            *structure_inputs(data),
+            **periodic_inputs(data),
             forces=forces,
             stress=stress,
             create_graph=create_graph,
