@@ -2,6 +2,7 @@
 
 from pyg_hipts.cg.langevin import BAOAB, SimulationError, Trajectory, boltzmann_constant, time_unit_in_fs
 from pyg_hipts.cg.mapping import Bead, Mapping, unwrap_group
+from pyg_hipts.cg.model import CGPotentialModule, PriorNetwork, fit_prior_terms
 from pyg_hipts.cg.priors import (
     FourierDihedrals,
     HarmonicAngles,
@@ -12,15 +13,18 @@ from pyg_hipts.cg.priors import (
     dihedrals,
     distances,
 )
+from pyg_hipts.cg.simulate import model_forces, run_langevin
 
 __all__ = [
     "BAOAB",
     "Bead",
+    "CGPotentialModule",
     "FourierDihedrals",
     "HarmonicAngles",
     "HarmonicBonds",
     "Mapping",
     "PriorEnergy",
+    "PriorNetwork",
     "Repulsion",
     "SimulationError",
     "Trajectory",
@@ -28,6 +32,9 @@ __all__ = [
     "boltzmann_constant",
     "dihedrals",
     "distances",
+    "fit_prior_terms",
+    "model_forces",
+    "run_langevin",
     "time_unit_in_fs",
     "unwrap_group",
 ]

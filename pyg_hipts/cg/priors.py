@@ -154,11 +154,12 @@ class Repulsion(nn.Module):
         super().__init__()
         self.register_buffer("index", _index(pairs, 2))
         self.register_buffer("sigma", torch.as_tensor(np.asarray(sigma, dtype=np.float64)))
-        self.epsilon, self.power = float(epsilon), int(power)
+        self.register_buffer("epsilon", torch.tensor(float(epsilon), dtype=torch.float64))
+        self.power = int(power)
 
     def forward(self, pos: Tensor) -> Tensor:
         r = distances(pos, self.index)
-        return (self.epsilon * (self.sigma.to(r.dtype) / r) ** self.power).sum(-1)
+        return (self.epsilon.to(r.dtype) * (self.sigma.to(r.dtype) / r) ** self.power).sum(-1)
 
     @classmethod
     def fit(cls, pos, pairs: Sequence[Sequence[int]], thermal_energy: float, power: int = 6):

@@ -39,7 +39,7 @@ class Units:
 def make_frame(
     z: np.ndarray,
     pos: np.ndarray,
-    energy: float,
+    energy: float | None,
     forces: np.ndarray | None = None,
     cell: np.ndarray | None = None,
     pbc: np.ndarray | None = None,
@@ -52,16 +52,18 @@ def make_frame(
     and optional per-atom energies ``atom_energies`` ``(N,)`` (e.g. a teacher model's, as targets).
 
     ``energy`` is always kept in float64: total energies of molecules are large (rMD17 aspirin
-    ≈ -4·10⁵ kcal/mol) and float32 would round them by ≈ 0.03 kcal/mol.
+    ≈ -4·10⁵ kcal/mol) and float32 would round them by ≈ 0.03 kcal/mol. ``None`` leaves it out
+    (coarse-grained data carry forces only).
     """
     if (cell is None) != (pbc is None):
         raise ValueError("cell and pbc must be given together")
     frame = Data(
         z=torch.tensor(z, dtype=torch.long),
         pos=torch.tensor(pos, dtype=dtype),
-        energy=torch.tensor([energy], dtype=torch.float64),
         natoms=torch.tensor([len(z)], dtype=torch.long),
     )
+    if energy is not None:
+        frame.energy = torch.tensor([energy], dtype=torch.float64)
     if forces is not None:
         frame.forces = torch.tensor(forces, dtype=dtype)
     if atom_energies is not None:

@@ -138,6 +138,9 @@ class EnergyForceModule(LightningModule):
         if datamodule is None or not hasattr(datamodule, "train_dataset"):
             rank_zero_info("No training dataset in a data module: reference energies are not fitted.")
             return
+        if "energy" not in datamodule.train_dataset[0]:
+            rank_zero_info("The training data has no energies: reference energies are not fitted.")
+            return
         e0 = fit_reference_energies(datamodule.train_dataset, self.model.species)
         self.model.set_reference_energies(e0, decay_factor=HIGHER_LEVEL_DECAY)
         if self.ema_model is not None:
@@ -151,15 +154,16 @@ class EnergyForceModule(LightningModule):
         with autograd_enabled():
             return self.eval_model.predict_data(_trackable(batch), forces=forces)
 
-    def _evaluate(self, batch: Batch, stage: str) -> tuple[HipOutput, Tensor, Tensor | None]:
-        """Predict, update the ``stage`` metrics; return the output and the energy / force errors."""
+    def _evaluate(self, batch: Batch, stage: str) -> tuple[HipOutput, Tensor | None, Tensor | None]:
+        """Predict, update the ``stage`` metrics; return the output and the energy / force errors
+        (``None`` for a quantity the data lacks, e.g. energies of coarse-grained data)."""
         training = stage == "train"
         with_forces = "forces" in batch and (not training or self.hparams.force_weight > 0)
         if training:
             output = self.model.predict_data(batch, forces=with_forces, create_graph=True)
         else:
             output = self(batch, forces=with_forces)
-        energy_error = output.energy.squeeze(-1) - batch.energy
+        energy_error = output.energy.squeeze(-1) - batch.energy if "energy" in batch else None
         force_error = output.forces - batch.forces if with_forces else None
         self.metrics[f"{stage}_errors"].update(energy_error, batch.natoms, force_error)
         return output, energy_error, force_error
@@ -167,7 +171,11 @@ class EnergyForceModule(LightningModule):
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         hp = self.hparams
         output, energy_error, force_error = self._evaluate(batch, "train")
-        loss = hp.energy_weight * error_loss(energy_error, hp.loss)
+        if energy_error is None and force_error is None:
+            raise ValueError("the batch has neither energies nor forces (or force_weight is 0) to train on")
+        loss = output.energy.new_zeros(())
+        if energy_error is not None:
+            loss = loss + hp.energy_weight * error_loss(energy_error, hp.loss)
         if force_error is not None:
             loss = loss + hp.force_weight * error_loss(force_error, hp.loss)
         if hp.atom_energy_weight:
@@ -216,7 +224,9 @@ class EnergyForceModule(LightningModule):
         values = {
             f"{quantity}_{kind}": value for quantity, pair in stats.items() for kind, value in pair.items()
         }
-        loss = self.hparams.energy_weight * loss_from_stats(stats["energy"], self.hparams.loss)
+        loss = torch.zeros((), dtype=torch.float64, device=self.device)
+        if "energy" in stats:
+            loss = loss + self.hparams.energy_weight * loss_from_stats(stats["energy"], self.hparams.loss)
         if "force" in stats:
             loss = loss + self.hparams.force_weight * loss_from_stats(stats["force"], self.hparams.loss)
         values["loss"] = loss
@@ -231,7 +241,7 @@ class EnergyForceModule(LightningModule):
         return values
 
     def on_train_epoch_end(self) -> None:
-        if self.metrics["train_errors"].stats["energy"].update_called:
+        if any(stat.update_called for stat in self.metrics["train_errors"].stats.values()):
             self._log_epoch("train")
 
     def on_validation_epoch_end(self) -> None:
@@ -280,10 +290,12 @@ def format_errors(title: str, values: dict[str, Tensor], units: Units | None) ->
     """One line: energy MAE / RMSE (per structure and per atom) and force MAE / RMSE, with units."""
     energy = f" {units.energy}" if units is not None else ""
     force = f" {units.force}" if units is not None else ""
-    parts = [
-        f"energy MAE {values['energy_mae']:.4g}{energy} (RMSE {values['energy_rmse']:.4g}{energy})",
-        f"energy per atom MAE {values['energy_per_atom_mae']:.4g}{energy}",
-    ]
+    parts = []
+    if "energy_mae" in values:
+        parts += [
+            f"energy MAE {values['energy_mae']:.4g}{energy} (RMSE {values['energy_rmse']:.4g}{energy})",
+            f"energy per atom MAE {values['energy_per_atom_mae']:.4g}{energy}",
+        ]
     if "force_mae" in values:
         parts.append(f"force MAE {values['force_mae']:.4g}{force} (RMSE {values['force_rmse']:.4g}{force})")
     return f"{title}: " + ", ".join(parts)

@@ -13,7 +13,9 @@ from pyg_hipts.data import Units
 def load_module(path: str | Path, map_location: str | torch.device = "cpu"):
     """The :class:`~pyg_hipts.train.base.EnergyForceModule` saved in ``path``: a PyG model's
     (:class:`~pyg_hipts.compare.PygPotentialModule`) when its hyper-parameters name a
-    ``network``, HIP-NN's (:class:`~pyg_hipts.train.PotentialModule`) otherwise."""
+    ``network``, a coarse-grained one (:class:`~pyg_hipts.cg.CGPotentialModule`) when they name
+    priors, HIP-NN's (:class:`~pyg_hipts.train.PotentialModule`) otherwise."""
+    from pyg_hipts.cg.model import CGPotentialModule
     from pyg_hipts.compare.module import PygPotentialModule
     from pyg_hipts.train.module import PotentialModule
 
@@ -22,7 +24,11 @@ def load_module(path: str | Path, map_location: str | torch.device = "cpu"):
         raise FileNotFoundError(f"{path}: no such checkpoint")
     checkpoint = torch.load(path, map_location=map_location, weights_only=False)
     hyper_parameters = checkpoint.get("hyper_parameters", {})
-    cls = PygPotentialModule if "network" in hyper_parameters else PotentialModule
+    cls = PotentialModule
+    if "network" in hyper_parameters:
+        cls = PygPotentialModule
+    elif "temperature" in hyper_parameters and "bonds" in hyper_parameters:
+        cls = CGPotentialModule
     module = cls.load_from_checkpoint(path, map_location=map_location, weights_only=False)
     if module.model is None:
         raise ValueError(f"{path}: the checkpoint holds no model (species unknown)")

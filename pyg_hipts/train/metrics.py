@@ -63,9 +63,9 @@ def loss_from_stats(stats: dict[str, Tensor], kind: str) -> Tensor:
 class PotentialMetrics(torch.nn.Module):
     """Epoch errors of energies per structure, per atom (``δE / n_atoms``) and force components.
 
-    ``update(energy_error [B], natoms [B], force_error [N, 3] or None)``; ``compute()`` gives
-    ``energy_mae``, ``energy_rmse``, ``energy_per_atom_mae``, ``energy_per_atom_rmse`` and, when
-    forces were seen, ``force_mae``, ``force_rmse`` (energy and energy / length units).
+    ``update(energy_error [B] or None, natoms [B], force_error [N, 3] or None)``; ``compute()``
+    gives, for what was seen, ``energy_mae``, ``energy_rmse``, ``energy_per_atom_mae``,
+    ``energy_per_atom_rmse`` and ``force_mae``, ``force_rmse`` (energy and energy / length units).
     """
 
     def __init__(self) -> None:
@@ -74,14 +74,15 @@ class PotentialMetrics(torch.nn.Module):
             {name: ErrorStats() for name in ("energy", "energy_per_atom", "force")}
         )
 
-    def update(self, energy_error: Tensor, natoms: Tensor, force_error: Tensor | None) -> None:
-        self.stats["energy"].update(energy_error)
-        self.stats["energy_per_atom"].update(energy_error / natoms)
+    def update(self, energy_error: Tensor | None, natoms: Tensor, force_error: Tensor | None) -> None:
+        if energy_error is not None:
+            self.stats["energy"].update(energy_error)
+            self.stats["energy_per_atom"].update(energy_error / natoms)
         if force_error is not None:
             self.stats["force"].update(force_error)
 
     def compute(self) -> dict[str, dict[str, Tensor]]:
-        """``{"energy": {"mae", "rmse"}, "energy_per_atom": ..., "force": ...}`` (force if seen)."""
+        """``{"energy": {"mae", "rmse"}, "energy_per_atom": ..., "force": ...}`` (those seen)."""
         return {name: stat.compute() for name, stat in self.stats.items() if stat.update_called}
 
     def reset(self) -> None:

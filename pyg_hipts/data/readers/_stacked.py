@@ -26,7 +26,7 @@ def stacked_frames(
     *,
     z_key: str,
     pos_key: str,
-    energy_key: str,
+    energy_key: str | None,
     forces_key: str | None = None,
     cell_key: str | None = None,
     atom_energies_key: str | None = None,
@@ -51,7 +51,9 @@ def stacked_frames(
     n_frames, n_atoms = pos.shape[:2]
     z = atomic_numbers_of(source, z_key, np.asarray(arrays[z_key]))
     z = species_per_frame(source, z_key, z, n_frames, n_atoms)
-    energy = energies_1d(source, energy_key, np.asarray(arrays[energy_key]), n_frames)
+    energy = None
+    if energy_key is not None:
+        energy = energies_1d(source, energy_key, np.asarray(arrays[energy_key]), n_frames)
     forces = cells = None
     if forces_key is not None:
         forces = np.asarray(arrays[forces_key])
@@ -71,7 +73,7 @@ def stacked_frames(
         make_frame(
             z[i],
             pos[i],
-            energy[i],
+            None if energy is None else energy[i],
             forces=None if forces is None else forces[i],
             cell=None if cells is None else cells[i],
             pbc=None if cells is None else pbc,

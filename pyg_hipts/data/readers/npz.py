@@ -19,7 +19,7 @@ def read_npz(
     *,
     z_key: str = "nuclear_charges",
     pos_key: str = "coords",
-    energy_key: str = "energies",
+    energy_key: str | None = "energies",
     forces_key: str | None = "forces",
     atom_energies_key: str | None = None,
     units: Units = DEFAULT_UNITS,
@@ -28,7 +28,8 @@ def read_npz(
     """Read all frames of an ``.npz`` file.
 
     Expected arrays: ``z_key`` ``(n_atoms,)`` shared by all frames or ``(n_frames, n_atoms)``;
-    ``pos_key`` ``(n_frames, n_atoms, 3)``; ``energy_key`` ``(n_frames,)`` or ``(n_frames, 1)``;
+    ``pos_key`` ``(n_frames, n_atoms, 3)``; ``energy_key`` ``(n_frames,)`` or ``(n_frames, 1)``
+    (``None``: no energies, as in coarse-grained force data);
     ``forces_key`` ``(n_frames, n_atoms, 3)`` (``None`` skips forces); ``atom_energies_key``
     ``(n_frames, n_atoms)`` per-atom energy targets (``None``: none). The defaults read rMD17
     (Å, kcal/mol). Raises ``FileNotFoundError`` or ``ValueError`` naming the file for a missing

@@ -1,0 +1,164 @@
+"""A coarse-grained potential: fitted priors plus a HIP-NN-TS network for what they miss.
+
+``E(x) = E_prior(x) + E_net(x)`` and ``F = −∂E/∂x``; trained on mapped forces only, the
+network learns the force left after the priors.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from lightning.pytorch.utilities import rank_zero_info
+from torch import Tensor, nn
+from torch_geometric.data import Batch
+
+from pyg_hipts.cg.langevin import boltzmann_constant
+from pyg_hipts.cg.priors import FourierDihedrals, HarmonicAngles, HarmonicBonds, PriorEnergy, Repulsion
+from pyg_hipts.data.graph import validate_atoms
+from pyg_hipts.nn import HipNN, HipOutput
+from pyg_hipts.nn.model import periodic_inputs, structure_inputs
+from pyg_hipts.train.module import MODEL_OPTIONS, PotentialModule
+
+
+class PriorNetwork(nn.Module):
+    """``network`` (a :class:`HipNN`) plus ``prior`` (a :class:`PriorEnergy`)."""
+
+    def __init__(self, network: HipNN, prior: PriorEnergy):
+        super().__init__()
+        self.network, self.prior = network, prior
+        self.species = network.species
+
+    def set_reference_energies(self, per_species: Tensor, decay_factor: float = 1.0) -> None:
+        self.network.set_reference_energies(per_species, decay_factor)
+
+    def regularization_parameters(self) -> list[Tensor]:
+        return self.network.regularization_parameters()
+
+    def predict(
+        self,
+        z: Tensor,
+        pos: Tensor,
+        batch: Tensor | None = None,
+        *,
+        cell: Tensor | None = None,
+        pbc: Tensor | None = None,
+        forces: bool = True,
+        create_graph: bool = False,
+    ) -> HipOutput:
+        """Total energy ``[B, 1]`` and forces; atom and level energies are the network's."""
+        batch = validate_atoms(z, pos, batch)
+        if forces and not pos.requires_grad:
+            pos = pos.detach().requires_grad_(True)
+        with torch.set_grad_enabled(forces or torch.is_grad_enabled()):
+            out = self.network.predict(z, pos, batch, cell=cell, pbc=pbc, forces=False)
+            energy = out.energy + self.prior(pos, int(batch[-1]) + 1).to(out.energy.dtype)
+            force = None
+            if forces:
+                (grad,) = torch.autograd.grad(
+                    energy.sum(),
+                    pos,
+                    create_graph=create_graph,
+                    retain_graph=create_graph,
+                    materialize_grads=True,
+                )
+                force = -grad
+        return HipOutput(energy, force, out.atom_energies, out.level_energies, out.hierarchicality)
+
+    def predict_data(self, data: Batch, *, forces: bool = True, create_graph: bool = False) -> HipOutput:
+        return self.predict(
+            *structure_inputs(data), **periodic_inputs(data), forces=forces, create_graph=create_graph
+        )
+
+    def forward(self, z: Tensor, pos: Tensor, batch: Tensor | None = None) -> Tensor:
+        return self.predict(z, pos, batch, forces=False).energy
+
+
+def prior_terms(
+    bonds: list[list[int]] | None,
+    angles: list[list[int]] | None,
+    dihedrals: list[list[int]] | None,
+    repulsion_pairs: list[list[int]] | None,
+    n_dihedral_terms: int,
+    repulsion_power: int,
+) -> list[nn.Module]:
+    """Prior terms of a topology with placeholder parameters (filled by a fit or a checkpoint)."""
+    terms: list[nn.Module] = []
+    if bonds:
+        terms.append(HarmonicBonds(bonds, [0.0] * len(bonds), [1.0] * len(bonds)))
+    if angles:
+        terms.append(HarmonicAngles(angles, [0.0] * len(angles), [1.0] * len(angles)))
+    if dihedrals:
+        zeros = np.zeros((len(dihedrals), n_dihedral_terms))
+        terms.append(FourierDihedrals(dihedrals, zeros, zeros))
+    if repulsion_pairs:
+        terms.append(Repulsion(repulsion_pairs, [1.0] * len(repulsion_pairs), 0.0, repulsion_power))
+    return terms
+
+
+def fit_prior_terms(terms: list[nn.Module], pos: Tensor, thermal_energy: float) -> None:
+    """Boltzmann-invert every term on samples ``pos [F, n, 3]`` and copy the result into it."""
+    for term in terms:
+        index = term.index.tolist()
+        if isinstance(term, FourierDihedrals):
+            fitted = FourierDihedrals.fit(pos, index, thermal_energy, n_terms=term.a.shape[1])
+        elif isinstance(term, Repulsion):
+            fitted = Repulsion.fit(pos, index, thermal_energy, term.power)
+        else:
+            fitted = type(term).fit(pos, index, thermal_energy)
+        for name, buffer in fitted.named_buffers():
+            getattr(term, name).copy_(buffer)
+
+
+class CGPotentialModule(PotentialModule):
+    """Force matching of a coarse-grained model: priors fitted by Boltzmann inversion on the
+    training frames when fitting starts, plus a HIP-NN-TS network.
+
+    Args:
+        bonds, angles, dihedrals, repulsion_pairs: bead index tuples of each prior (0-based,
+            within one structure; every structure has the same beads).
+        temperature: of the reference simulation, in kelvin (``kT`` in the data's energy unit).
+        n_dihedral_terms: Fourier terms per dihedral. repulsion_power: ``p`` of ``(σ/r)^p``.
+        species, model and training options: as :class:`~pyg_hipts.train.PotentialModule`
+            (``energy_weight`` is unused: coarse-grained data has forces only).
+    """
+
+    def __init__(
+        self,
+        bonds: list[list[int]] | None = None,
+        angles: list[list[int]] | None = None,
+        dihedrals: list[list[int]] | None = None,
+        repulsion_pairs: list[list[int]] | None = None,
+        temperature: float = 300.0,
+        n_dihedral_terms: int = 3,
+        repulsion_power: int = 6,
+        **options: Any,
+    ) -> None:
+        if not (bonds or angles or dihedrals or repulsion_pairs):
+            raise ValueError("a coarse-grained model needs at least one prior term")
+        super().__init__(**options)
+
+    def make_model(self, species: list[int]) -> nn.Module:
+        hp = self.hparams
+        terms = prior_terms(
+            hp.bonds, hp.angles, hp.dihedrals, hp.repulsion_pairs, hp.n_dihedral_terms, hp.repulsion_power
+        )
+        n_beads = 1 + max(int(term.index.max()) for term in terms)
+        network = HipNN(species, **{name: hp[name] for name in MODEL_OPTIONS})
+        return PriorNetwork(network, PriorEnergy(terms, n_beads))
+
+    def on_fit_start(self) -> None:
+        """Fit the priors on the training frames (unless resuming), then the base class's start."""
+        super().on_fit_start()
+        if self.trainer.ckpt_path is not None:
+            return
+        frames = self.trainer.datamodule.train_dataset
+        pos = torch.stack([frame.pos for frame in frames]).double()
+        thermal_energy = boltzmann_constant(self.units.energy) * self.hparams.temperature
+        fit_prior_terms(list(self.model.prior.terms), pos, thermal_energy)
+        if self.ema_model is not None:
+            self.ema_model.load_state_dict(self.model.state_dict())
+        rank_zero_info(
+            f"Priors fitted by Boltzmann inversion on {len(frames)} frames at kT = {thermal_energy:.4g}"
+        )
