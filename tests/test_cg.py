@@ -169,3 +169,20 @@ def test_baoab_stops_loudly_when_the_system_blows_up() -> None:
     exploding = BAOAB(lambda x: 50.0 * x**3, masses, timestep=0.1, friction=1.0, thermal_energy=1.0, seed=0)
     with pytest.raises(SimulationError, match=r"step \d+, replica \d+, bead \d+"):
         exploding.run(torch.full((2, 2, 3), 1.0, dtype=torch.float64), 500)
+
+
+def test_radial_distribution_of_an_ideal_gas_is_one_and_divergences() -> None:
+    from pyg_hipts.cg.analysis import jensen_shannon, radial_distribution, state_populations
+
+    rng = np.random.default_rng(2)
+    cell = np.array([[12.0, 0.0, 0.0], [3.0, 11.0, 0.0], [1.0, 2.0, 13.0]])
+    positions = rng.random((40, 300, 3)) @ cell
+    r, g = radial_distribution(positions, cell, r_max=5.0, n_bins=10)
+    np.testing.assert_allclose(g[2:], 1.0, atol=0.05)  # uniform points: g = 1
+    with pytest.raises(ValueError, match="half the cell"):
+        radial_distribution(positions, cell, r_max=7.0)
+    p = np.array([0.5, 0.5, 0.0])
+    assert jensen_shannon(p, p) == 0.0
+    assert jensen_shannon(p, np.array([0.0, 0.0, 1.0])) == pytest.approx(math.log(2))
+    populations = state_populations(np.radians([-60, -60, -150, 60]), np.radians([-45, 140, -150, 30]))
+    assert populations == {"alpha": 0.25, "beta": 0.5, "alpha_L": 0.25}

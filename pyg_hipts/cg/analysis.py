@@ -1,0 +1,83 @@
+"""Structural analysis of coarse-grained trajectories, compared with a reference.
+
+- radial distribution function ``g(r)`` of a periodic box (minimum image, cubic or triclinic);
+- histograms of bonds, angles and dihedrals;
+- the Ramachandran free-energy surface ``F(φ, ψ) = −kT ln p(φ, ψ)`` with the populations of the
+  α (``φ < 0``, ``−120° ≤ ψ < 50°``), β (``φ < 0``, ``ψ ≥ 50°`` or ``ψ < −120°``) and αL
+  (``φ ≥ 0``) regions;
+- the Jensen–Shannon divergence (natural log, in ``[0, ln 2]``) between two histograms.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def radial_distribution(
+    positions: np.ndarray, cell: np.ndarray, r_max: float, n_bins: int = 100
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(r, g(r))`` averaged over frames ``positions [F, n, 3]`` in a fixed ``cell [3, 3]``.
+
+    Pairs use the minimum image, so ``r_max`` must not exceed half the cell's smallest width.
+    """
+    cell = np.asarray(cell, dtype=np.float64)
+    volume = abs(np.linalg.det(cell))
+    widths = volume / np.linalg.norm(np.cross(cell[[1, 2, 0]], cell[[2, 0, 1]]), axis=1)
+    if r_max > 0.5 * widths.min():
+        raise ValueError(f"r_max {r_max} exceeds half the cell's smallest width {0.5 * widths.min():.3f}")
+    positions = np.asarray(positions, dtype=np.float64)
+    n = positions.shape[1]
+    first, second = np.triu_indices(n, k=1)
+    inverse = np.linalg.inv(cell)
+    edges = np.linspace(0.0, r_max, n_bins + 1)
+    counts = np.zeros(n_bins)
+    for frame in positions:
+        delta = frame[second] - frame[first]
+        delta -= np.round(delta @ inverse) @ cell
+        counts += np.histogram(np.linalg.norm(delta, axis=1), bins=edges)[0]
+    shell = 4.0 / 3.0 * math.pi * (edges[1:] ** 3 - edges[:-1] ** 3)
+    ideal = len(positions) * 0.5 * n * (n - 1) / volume * shell
+    return 0.5 * (edges[1:] + edges[:-1]), counts / ideal
+
+
+def first_peak(r: np.ndarray, g: np.ndarray) -> tuple[float, float]:
+    """Position and height of the highest point of ``g(r)``."""
+    index = int(np.argmax(g))
+    return float(r[index]), float(g[index])
+
+
+def ramachandran(phi: np.ndarray, psi: np.ndarray, n_bins: int = 36) -> np.ndarray:
+    """Normalised 2D histogram ``[n_bins, n_bins]`` of (φ, ψ) in radians over ``[−π, π)²``."""
+    edges = np.linspace(-math.pi, math.pi, n_bins + 1)
+    counts = np.histogram2d(np.ravel(phi), np.ravel(psi), bins=[edges, edges])[0]
+    return counts / counts.sum()
+
+
+def free_energy(probability: np.ndarray, thermal_energy: float) -> np.ndarray:
+    """``−kT ln p`` shifted to a zero minimum; empty bins are ``inf``."""
+    with np.errstate(divide="ignore"):
+        energy = -thermal_energy * np.log(probability)
+    return energy - energy[np.isfinite(energy)].min()
+
+
+def state_populations(phi: np.ndarray, psi: np.ndarray) -> dict[str, float]:
+    """Fractions of frames in the α, β and αL regions (see the module docstring)."""
+    phi, psi = np.degrees(np.ravel(phi)), np.degrees(np.ravel(psi))
+    left = phi < 0
+    alpha = left & (psi >= -120) & (psi < 50)
+    beta = left & ~((psi >= -120) & (psi < 50))
+    return {"alpha": float(alpha.mean()), "beta": float(beta.mean()), "alpha_L": float((~left).mean())}
+
+
+def jensen_shannon(p: np.ndarray, q: np.ndarray) -> float:
+    """Jensen–Shannon divergence of two histograms of the same bins (normalised here)."""
+    p, q = np.ravel(p) / np.sum(p), np.ravel(q) / np.sum(q)
+    mixture = 0.5 * (p + q)
+
+    def kl(a: np.ndarray) -> float:
+        seen = a > 0
+        return float(np.sum(a[seen] * np.log(a[seen] / mixture[seen])))
+
+    return 0.5 * kl(p) + 0.5 * kl(q)
