@@ -22,6 +22,7 @@ def read_npz(
     energy_key: str | None = "energies",
     forces_key: str | None = "forces",
     atom_energies_key: str | None = None,
+    cell_key: str | None = None,
     units: Units = DEFAULT_UNITS,
     dtype: torch.dtype = torch.float32,
 ) -> AtomsDataset:
@@ -31,7 +32,8 @@ def read_npz(
     ``pos_key`` ``(n_frames, n_atoms, 3)``; ``energy_key`` ``(n_frames,)`` or ``(n_frames, 1)``
     (``None``: no energies, as in coarse-grained force data);
     ``forces_key`` ``(n_frames, n_atoms, 3)`` (``None`` skips forces); ``atom_energies_key``
-    ``(n_frames, n_atoms)`` per-atom energy targets (``None``: none). The defaults read rMD17
+    ``(n_frames, n_atoms)`` per-atom energy targets (``None``: none); ``cell_key``
+    ``(n_frames, 3, 3)`` lattice vectors as rows, making the frames periodic. The defaults read rMD17
     (Å, kcal/mol). Raises ``FileNotFoundError`` or ``ValueError`` naming the file for a missing
     file or key, mismatched shapes, and NaN or infinite values.
     """
@@ -45,6 +47,7 @@ def read_npz(
             energy_key=energy_key,
             forces_key=forces_key,
             atom_energies_key=atom_energies_key,
+            cell_key=cell_key,
             dtype=dtype,
         )
     return AtomsDataset(frames, units=units, source=str(path))
