@@ -79,6 +79,26 @@ def test_npz_per_frame_species_and_custom_keys(tmp_path: Path) -> None:
     assert "forces" not in read_npz(path, z_key="z", pos_key="R", energy_key="E", forces_key=None)[0]
 
 
+def test_npz_force_only_periodic_frames(tmp_path: Path) -> None:
+    """Coarse-grained layout: no energies, a cell per frame."""
+    rng = np.random.default_rng(0)
+    cells = np.stack([np.diag([10.0, 11.0, 12.0]) + 0.1 * i for i in range(3)])
+    path = tmp_path / "cg.npz"
+    np.savez(
+        path,
+        nuclear_charges=np.ones(4),
+        coords=rng.random((3, 4, 3)),
+        forces=rng.random((3, 4, 3)),
+        cell=cells,
+    )
+    dataset = read_npz(path, energy_key=None, cell_key="cell", dtype=torch.float64)
+    assert "energy" not in dataset[0] and dataset[2].pbc.tolist() == [[True, True, True]]
+    np.testing.assert_array_equal(dataset[1].cell[0].numpy(), cells[1])
+    with pytest.raises(ValueError, match="cell"):
+        np.savez(path, nuclear_charges=np.ones(4), coords=rng.random((3, 4, 3)), cell=cells[:2])
+        read_npz(path, energy_key=None, forces_key=None, cell_key="cell")
+
+
 # ---------------------------------------------------------------- extended XYZ
 
 
