@@ -94,9 +94,11 @@ def test_fit_then_predict(run_dir: Path, caplog: pytest.LogCaptureFixture) -> No
     torch.testing.assert_close(forces, expected.forces, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("name", ["quickstart", "rmd17_hipnn", "rmd17_ts1", "rmd17_ts2"])
+@pytest.mark.parametrize(
+    "name", ["quickstart", "rmd17_hipnn", "rmd17_ts1", "rmd17_ts2", "water", "cg_ala2", "cg_water"]
+)
 def test_configs_parse(name: str, run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as stop:
         main(["fit", "--config", str(CONFIG.with_name(f"{name}.yaml")), "--print_config"])
     assert stop.value.code == 0
-    assert "class_path: pyg_hipts.train.PotentialModule" in capsys.readouterr().out
+    assert "class_path: pyg_hipts." in capsys.readouterr().out
