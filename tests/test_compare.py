@@ -172,3 +172,11 @@ def test_compare_command_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     # both models saw the same split
     splits = [(tmp_path / "report" / name / "version_0" / "split.npz").read_bytes() for name in rows]
     assert splits[0] == splits[1]
+
+
+@pytest.mark.parametrize("name", ["compare_rmd17_aspirin", "compare_rmd17_ethanol"])
+def test_shipped_comparisons_name_existing_configs(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(root)
+    config = read_comparison(root / "configs" / f"{name}.yaml")
+    assert set(config["models"]) == {"HIP-NN-TS", "SchNet", "DimeNet++", "ViSNet"}
