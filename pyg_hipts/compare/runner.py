@@ -60,6 +60,7 @@ def main(args: list[str] | None = None) -> list[ModelResult]:
     parser.add_argument("--config", required=True, help="comparison YAML")
     parser.add_argument("--minutes", type=float, help="override the budget per model")
     parser.add_argument("--output_dir", help="override the report folder")
+    parser.add_argument("--threads", type=int, help="override the CPU threads per model")
     options = parser.parse_args(args)
     config = read_comparison(options.config)
     minutes = options.minutes if options.minutes is not None else float(config["minutes"])
@@ -74,8 +75,9 @@ def main(args: list[str] | None = None) -> list[ModelResult]:
         command += ["--name", name, "--out", str(out), "--minutes", str(minutes)]
         if model != "base":
             command += ["--model", model]
-        if config.get("threads") is not None:
-            command += ["--threads", str(config["threads"])]
+        threads = options.threads if options.threads is not None else config.get("threads")
+        if threads is not None:
+            command += ["--threads", str(threads)]
         start = time.perf_counter()
         subprocess.run(command, check=True)
         result = ModelResult(**json.loads((out / name / "result.json").read_text()))
