@@ -187,3 +187,23 @@ def test_shipped_model_configs_parse_and_build(name, monkeypatch, capsys):
     assert network == yaml.safe_load(path.read_text())["init_args"]["network"]
     model = PygPotential(build_network(network), species=[1, 6, 8])
     assert sum(p.numel() for p in model.parameters()) > 10_000
+
+
+def test_pyg_model_in_the_ase_calculator(mixed_batch):
+    from ase import Atoms
+
+    from pyg_hipts.calculators import HipCalculator
+
+    z, pos, batch = mixed_batch
+    torch.manual_seed(0)
+    potential = PygPotential(_randomised(build_network(TINY_NETWORKS["schnet"])), species=[1, 6, 7, 8])
+    molecule = Atoms(numbers=z[batch == 3].numpy(), positions=pos[batch == 3].numpy())
+    molecule.calc = HipCalculator(potential)  # eV and Å: no conversion
+    expected = potential.double().predict(z[batch == 3], pos[batch == 3])
+    assert molecule.get_potential_energy() == pytest.approx(float(expected.energy.detach()), rel=1e-10)
+    assert molecule.get_forces() == pytest.approx(expected.forces.numpy(), rel=1e-8, abs=1e-10)
+    box = molecule.copy()
+    box.cell, box.pbc = [20.0, 20.0, 20.0], True
+    box.calc = HipCalculator(potential)
+    with pytest.raises(Exception, match="periodic"):
+        box.get_potential_energy()
