@@ -23,6 +23,7 @@ A model (see :class:`Potential`) is built by a subclass in :meth:`EnergyForceMod
 from __future__ import annotations
 
 import copy
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol
@@ -61,7 +62,7 @@ def autograd_enabled() -> Iterator[None]:
         yield
 
 
-class EnergyForceModule(LightningModule):
+class EnergyForceModule(LightningModule, ABC):
     """Fits a :class:`Potential` on energies and forces; subclasses say how the model is built.
 
     Args:
@@ -104,9 +105,9 @@ class EnergyForceModule(LightningModule):
         # keys carry a suffix: a ModuleDict key "train" would shadow ``nn.Module.train``
         self.metrics = torch.nn.ModuleDict({f"{stage}_errors": PotentialMetrics() for stage in STAGES})
 
+    @abstractmethod
     def make_model(self, species: list[int]) -> nn.Module:
         """The model for ``species`` from the hyper-parameters (a :class:`Potential`)."""
-        raise NotImplementedError
 
     def build_model(self, species: list[int]) -> None:
         """Create the model (and its EMA copy) for ``species``."""
