@@ -18,7 +18,7 @@ from pyg_hipts.cg.langevin import boltzmann_constant
 from pyg_hipts.cg.priors import FourierDihedrals, HarmonicAngles, HarmonicBonds, PriorEnergy, Repulsion
 from pyg_hipts.data.graph import validate_atoms
 from pyg_hipts.nn import HipNN, HipOutput
-from pyg_hipts.nn.model import periodic_inputs, structure_inputs
+from pyg_hipts.nn.model import forces_of, periodic_inputs, structure_inputs
 from pyg_hipts.train.module import MODEL_OPTIONS, PotentialModule
 
 
@@ -54,16 +54,7 @@ class PriorNetwork(nn.Module):
         with torch.set_grad_enabled(forces or torch.is_grad_enabled()):
             out = self.network.predict(z, pos, batch, cell=cell, pbc=pbc, forces=False)
             energy = out.energy + self.prior(pos, int(batch[-1]) + 1).to(out.energy.dtype)
-            force = None
-            if forces:
-                (grad,) = torch.autograd.grad(
-                    energy.sum(),
-                    pos,
-                    create_graph=create_graph,
-                    retain_graph=create_graph,
-                    materialize_grads=True,
-                )
-                force = -grad
+            force = forces_of(energy, pos, create_graph) if forces else None
         return HipOutput(energy, force, out.atom_energies, out.level_energies, out.hierarchicality)
 
     def predict_data(self, data: Batch, *, forces: bool = True, create_graph: bool = False) -> HipOutput:

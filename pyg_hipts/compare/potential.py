@@ -19,7 +19,7 @@ from torch_geometric.nn.models import DimeNet
 from pyg_hipts.compare.graphs import dimenet_energy, use_project_graphs
 from pyg_hipts.data.graph import validate_atoms
 from pyg_hipts.nn import HipOutput
-from pyg_hipts.nn.model import structure_inputs
+from pyg_hipts.nn.model import forces_of, structure_inputs
 
 
 def build_network(spec: dict[str, Any]) -> nn.Module:
@@ -106,16 +106,7 @@ class PygPotential(nn.Module):
             reference = torch.zeros(n_structures, 1, dtype=torch.float64, device=pos.device)
             reference = reference.index_add(0, batch, self.reference_energies[index].unsqueeze(1))
             energy = reference + learned.double()
-            force = None
-            if forces:
-                (grad,) = torch.autograd.grad(
-                    learned.sum(),
-                    pos,
-                    create_graph=create_graph,
-                    retain_graph=create_graph,
-                    materialize_grads=True,
-                )
-                force = -grad
+            force = forces_of(learned, pos, create_graph) if forces else None
         empty = energy.new_zeros(n_structures, 1)
         return HipOutput(energy, force, atom_energies=None, level_energies=empty, hierarchicality=empty)
 

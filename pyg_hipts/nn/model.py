@@ -17,6 +17,14 @@ from .layers import Residual, atom_layer
 from .strain import apply_strain, stress_from_strain_gradient, zero_strain
 
 
+def forces_of(energy: Tensor, pos: Tensor, create_graph: bool = False) -> Tensor:
+    """``F = −∂(Σ_b E_b)/∂pos`` ``[N, 3]``; ``create_graph`` keeps it differentiable (force losses)."""
+    (grad,) = torch.autograd.grad(
+        energy.sum(), pos, create_graph=create_graph, retain_graph=create_graph, materialize_grads=True
+    )
+    return -grad
+
+
 def structure_inputs(data: Batch) -> tuple[Tensor, Tensor, Tensor | None]:
     """``(z, pos, batch)`` of a PyG ``Data`` / ``Batch``; ``batch`` is ``None`` for one structure."""
     return data.z, data.pos, getattr(data, "batch", None)
