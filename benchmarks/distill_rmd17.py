@@ -35,7 +35,8 @@ import yaml
 
 from pyg_hipts.compare.worker import throughput
 from pyg_hipts.data import read_npz
-from pyg_hipts.train.checkpoints import load_trained_model
+from pyg_hipts.timing import max_time
+from pyg_hipts.train.checkpoints import load_trained_model, newest_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 RMD17 = ROOT.parent / "shared" / "data" / "rmd17"
@@ -55,21 +56,12 @@ def write_yaml(path: Path, content: dict) -> str:
     return str(path)
 
 
-def budget(minutes: float) -> str:
-    seconds = int(round(60 * minutes))
-    return f"00:{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
-
-
 def test_errors(run_dir: Path) -> tuple[float, float]:
     """Test energy and force MAE (meV, meV/Å) from the newest ``metrics.csv`` under ``run_dir``."""
     newest = max(run_dir.rglob("metrics.csv"), key=lambda p: p.stat().st_mtime)
     with newest.open() as handle:
         rows = [r for r in csv.DictReader(handle) if r.get("test/force_mae")]
     return KCAL_TO_MEV * float(rows[-1]["test/energy_mae"]), KCAL_TO_MEV * float(rows[-1]["test/force_mae"])
-
-
-def best_checkpoint(run_dir: Path) -> Path:
-    return max(run_dir.rglob("best*.ckpt"), key=lambda p: p.stat().st_mtime)
 
 
 def main() -> None:
@@ -91,7 +83,7 @@ def main() -> None:
     )
     common = {
         "data": {"train_file": str(train_file), "test_file": str(test_file)},
-        "trainer": {"max_time": budget(args.minutes), "callbacks": [_checkpoint()], "logger": False},
+        "trainer": {"max_time": max_time(args.minutes), "callbacks": [_checkpoint()], "logger": False},
     }
 
     teachers = write_yaml(out / "teachers.yaml", {**common, "model": {"init_args": {"force_weight": 0.0}}})
@@ -139,7 +131,7 @@ def main() -> None:
             "--config",
             baseline_test,
             "--ckpt_path",
-            str(best_checkpoint(baseline_dir)),
+            str(newest_checkpoint(baseline_dir)),
         ],
         args.threads,
     )
@@ -183,7 +175,7 @@ def main() -> None:
     print("|---|---|---|---|")
     for name, run_dir in rows:
         energy, force = test_errors(run_dir)
-        checkpoint = best_checkpoint(baseline_dir if run_dir == baseline_dir / "test" else run_dir)
+        checkpoint = newest_checkpoint(baseline_dir if run_dir == baseline_dir / "test" else run_dir)
         model, _ = load_trained_model(checkpoint)
         print(f"| {name} | {energy:.2f} | {force:.2f} | {throughput(model, frames, 100):,.0f} |")
 

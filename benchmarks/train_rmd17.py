@@ -23,6 +23,8 @@ from pathlib import Path
 
 import yaml
 
+from pyg_hipts.timing import max_time
+
 ROOT = Path(__file__).resolve().parents[1]
 RMD17 = ROOT.parent / "shared" / "data" / "rmd17"
 KCAL_TO_MEV = 43.364
@@ -38,15 +40,13 @@ PUBLISHED = {  # energy meV / force meV/Å, N_train = 1000
 
 def override_config(molecule: str, minutes: float, run_dir: Path, max_epochs: int) -> Path:
     """A second YAML for LightningCLI: the molecule's files, the time budget and the log folder."""
-    hours, rest = divmod(int(minutes * 60), 3600)
-    budget = f"00:{hours:02d}:{rest // 60:02d}:{rest % 60:02d}"
     config = {
         "data": {
             "train_file": str(RMD17 / f"rmd17_{molecule}_train_01.npz"),
             "test_file": str(RMD17 / f"rmd17_{molecule}_test_01.npz"),
         },
         "trainer": {
-            "max_time": budget,
+            "max_time": max_time(minutes),
             "max_epochs": max_epochs,
             "logger": [
                 {

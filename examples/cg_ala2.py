@@ -28,7 +28,8 @@ from torch_geometric.data import Batch
 from pyg_hipts.cg import PriorNetwork, boltzmann_constant, dihedrals, run_langevin
 from pyg_hipts.cg.analysis import free_energy, jensen_shannon, ramachandran, state_populations
 from pyg_hipts.data import load_split, read_npz
-from pyg_hipts.train.checkpoints import load_module
+from pyg_hipts.timing import max_time
+from pyg_hipts.train.checkpoints import load_module, newest_checkpoint
 from pyg_hipts.train.cli import run_cli
 
 matplotlib.use("Agg")
@@ -89,15 +90,14 @@ def main() -> None:
     data = write_data(out)
 
     if args.checkpoint is None:
-        seconds = int(60 * args.train_minutes)
         run_cli(
             [
                 *("fit", "--config", str(ROOT / "configs" / "cg_ala2.yaml"), "--data.train_file", str(data)),
-                *("--trainer.max_time", f"00:00:{seconds // 60:02d}:{seconds % 60:02d}"),
+                *("--trainer.max_time", max_time(args.train_minutes)),
                 *("--trainer.logger.init_args.save_dir", str(out)),
             ]
         )
-        checkpoint = max(out.glob("version_*/checkpoints/best.ckpt"), key=lambda p: p.stat().st_mtime)
+        checkpoint = newest_checkpoint(out, "best.ckpt")
     else:
         checkpoint = Path(args.checkpoint)
     module = load_module(checkpoint)

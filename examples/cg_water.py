@@ -27,7 +27,8 @@ import torch
 
 from pyg_hipts.cg import Mapping, run_langevin
 from pyg_hipts.cg.analysis import first_peak, radial_distribution
-from pyg_hipts.train.checkpoints import load_module
+from pyg_hipts.timing import max_time
+from pyg_hipts.train.checkpoints import load_module, newest_checkpoint
 from pyg_hipts.train.cli import run_cli
 
 matplotlib.use("Agg")
@@ -113,15 +114,14 @@ def main() -> None:
         cell=np.broadcast_to(cell, (len(beads), 3, 3)),
     )
 
-    seconds = int(60 * args.train_minutes)
     run_cli(
         [
             *("fit", "--config", str(ROOT / "configs" / "cg_water.yaml"), "--data.train_file", str(data)),
-            *("--trainer.max_time", f"00:00:{seconds // 60:02d}:{seconds % 60:02d}"),
+            *("--trainer.max_time", max_time(args.train_minutes)),
             *("--trainer.logger.init_args.save_dir", str(out)),
         ]
     )
-    checkpoint = max(out.glob("version_*/checkpoints/best.ckpt"), key=lambda p: p.stat().st_mtime)
+    checkpoint = newest_checkpoint(out, "best.ckpt")
     model = load_module(checkpoint).eval_model.double()
 
     mass = torch.tensor([sum(WATER_MASSES)] * beads.shape[1], dtype=torch.float64)

@@ -27,6 +27,8 @@ from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
 
 from pyg_hipts.calculators import HipCalculator
 from pyg_hipts.data import read_dataset
+from pyg_hipts.timing import max_time
+from pyg_hipts.train.checkpoints import newest_checkpoint
 from pyg_hipts.train.cli import main as pyg_hipts_main
 
 matplotlib.use("Agg")
@@ -39,19 +41,15 @@ RDF_MAX, RDF_BINS = 6.0, 120
 
 def train(out: Path, minutes: float) -> Path:
     """Fit ``configs/water.yaml`` with a wall-time budget; return the best checkpoint."""
-    budget = f"00:00:{int(minutes):02d}:{int(round(60 * (minutes % 1))):02d}"
     pyg_hipts_main(
         [
             "fit",
             *("--config", str(ROOT / "configs" / "water.yaml")),
-            *("--data.train_file", str(WATER), "--trainer.max_time", budget),
+            *("--data.train_file", str(WATER), "--trainer.max_time", max_time(minutes)),
             *("--trainer.logger.init_args.save_dir", str(out)),
         ]
     )
-    checkpoints = sorted(out.glob("version_*/checkpoints/best.ckpt"), key=lambda p: p.stat().st_mtime)
-    if not checkpoints:
-        raise SystemExit(f"no checkpoint written under {out}")
-    return checkpoints[-1]
+    return newest_checkpoint(out, "best.ckpt")
 
 
 def oxygen_rdf(frames: list[Atoms]) -> tuple[np.ndarray, np.ndarray]:

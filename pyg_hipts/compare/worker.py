@@ -19,18 +19,12 @@ import torch
 from torch_geometric.data import Batch
 
 from pyg_hipts.compare.report import ModelResult
-from pyg_hipts.timing import median_seconds
+from pyg_hipts.timing import max_time, median_seconds
 from pyg_hipts.train.callbacks import EpochClock
 from pyg_hipts.train.cli import run_cli as pyg_hipts
 
 THROUGHPUT_FRAMES = 200
 THROUGHPUT_REPEATS = 3
-
-
-def budget(minutes: float) -> str:
-    """``DD:HH:MM:SS`` for Lightning's ``max_time``."""
-    seconds = int(round(60 * minutes))
-    return f"00:{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
 def throughput(model: torch.nn.Module, frames: list, batch_size: int) -> float:
@@ -56,7 +50,7 @@ def run(
     if model is not None:
         arguments += ["--model", model]
     arguments += [
-        *("--trainer.max_time", budget(minutes), "--test_after_fit", "true"),
+        *("--trainer.max_time", max_time(minutes), "--test_after_fit", "true"),
         *("--trainer.logger", "lightning.pytorch.loggers.CSVLogger"),
         *(
             "--trainer.logger.save_dir",

@@ -41,3 +41,11 @@ def load_trained_model(
     """The evaluation weights (the EMA when the run kept one) and the units of a checkpoint."""
     module = load_module(path, map_location)
     return module.eval_model.eval(), module.units
+
+
+def newest_checkpoint(folder: str | Path, pattern: str = "best*.ckpt") -> Path:
+    """The most recently written checkpoint matching ``pattern`` anywhere below ``folder``."""
+    found = list(Path(folder).rglob(pattern))
+    if not found:
+        raise FileNotFoundError(f"no checkpoint matching {pattern!r} below {folder}")
+    return max(found, key=lambda path: path.stat().st_mtime)
