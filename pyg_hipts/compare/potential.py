@@ -20,6 +20,7 @@ from pyg_hipts.compare.graphs import dimenet_energy, use_project_graphs
 from pyg_hipts.data.graph import validate_atoms
 from pyg_hipts.nn import HipOutput
 from pyg_hipts.nn.model import forces_of, structure_inputs
+from pyg_hipts.nn.species import SpeciesIndex
 
 
 def build_network(spec: dict[str, Any]) -> nn.Module:
@@ -52,9 +53,7 @@ class PygPotential(nn.Module):
         self.network = network
         self.species = [int(s) for s in species]
         use_project_graphs(network)
-        lookup = torch.full((max(self.species) + 1,), -1, dtype=torch.long)
-        lookup[torch.tensor(self.species)] = torch.arange(len(self.species))
-        self.register_buffer("species_index", lookup, persistent=False)
+        self.species_index = SpeciesIndex(self.species)
         self.register_buffer("reference_energies", torch.zeros(len(self.species), dtype=torch.float64))
 
     def set_reference_energies(self, per_species: Tensor, decay_factor: float = 1.0) -> None:
@@ -93,11 +92,7 @@ class PygPotential(nn.Module):
         """Energy ``[B, 1]`` (float64 sum of reference and network) and forces ``[N, 3]``."""
         batch = validate_atoms(z, pos, batch)
         z = z.long()
-        index = self.species_index[z.clamp(0, self.species_index.shape[0] - 1)]
-        if bool(((z >= self.species_index.shape[0]) | (index < 0)).any()):
-            raise ValueError(
-                f"species {sorted(set(z.tolist()) - set(self.species))} are not known to the model"
-            )
+        index = self.species_index(z)
         if forces and not pos.requires_grad:
             pos = pos.detach().requires_grad_(True)
         n_structures = int(batch[-1]) + 1

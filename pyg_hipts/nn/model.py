@@ -14,6 +14,7 @@ from ..data.periodic import periodic_radius_graph
 from .energy import HierarchicalEnergy
 from .interaction import HipInteraction
 from .layers import Residual, atom_layer
+from .species import SpeciesIndex
 from .strain import apply_strain, stress_from_strain_gradient, zero_strain
 
 
@@ -102,9 +103,7 @@ class HipNN(nn.Module):
             raise ValueError(f"species must be distinct non-negative integers, got {species}")
         self.species = species
         self.dist_hard_max, self.l_max, self.fused = dist_hard_max, l_max, fused
-        lookup = torch.full((max(species) + 1,), -1, dtype=torch.long)
-        lookup[torch.tensor(species)] = torch.arange(len(species))
-        self.register_buffer("species_index", lookup, persistent=False)
+        self.species_index = SpeciesIndex(species)
         self.activation = nn.Softplus()
         widths = [len(species)] + [n_features] * n_interaction_layers
         self.blocks = nn.ModuleList()
@@ -134,12 +133,7 @@ class HipNN(nn.Module):
 
     def one_hot(self, z: Tensor, dtype: torch.dtype) -> Tensor:
         """``z [N] -> [N, n_species]``; raises on species the model does not know."""
-        known = (z >= 0) & (z < self.species_index.shape[0])
-        index = torch.where(known, self.species_index[z.clamp(0, self.species_index.shape[0] - 1)], -1)
-        if bool((index < 0).any()):
-            unknown = sorted(set(z[index < 0].tolist()))
-            raise ValueError(f"species {unknown} are not known to the model (species={self.species})")
-        return nn.functional.one_hot(index, len(self.species)).to(dtype)
+        return nn.functional.one_hot(self.species_index(z), len(self.species)).to(dtype)
 
     def pairs(
         self, pos: Tensor, batch: Tensor, cell: Tensor | None = None, pbc: Tensor | None = None
