@@ -83,6 +83,9 @@ def main() -> None:
     parser.add_argument("--friction-per-ps", type=float, default=1.0)
     parser.add_argument("--out", default="runs/cg_ala2")
     parser.add_argument("--checkpoint", help="skip training and use this checkpoint")
+    parser.add_argument(
+        "--config", action="append", default=[], help="YAML applied after configs/cg_ala2.yaml (repeatable)"
+    )
     args = parser.parse_args()
     print(f"# python {' '.join(sys.argv)}", flush=True)
     out = Path(args.out)
@@ -92,7 +95,9 @@ def main() -> None:
     if args.checkpoint is None:
         run_cli(
             [
-                *("fit", "--config", str(ROOT / "configs" / "cg_ala2.yaml"), "--data.train_file", str(data)),
+                *("fit", "--config", str(ROOT / "configs" / "cg_ala2.yaml")),
+                *(item for path in args.config for item in ("--config", path)),
+                *("--data.train_file", str(data)),
                 *("--trainer.max_time", max_time(args.train_minutes)),
                 *("--trainer.logger.init_args.save_dir", str(out)),
             ]

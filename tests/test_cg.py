@@ -11,6 +11,7 @@ import torch
 
 from pyg_hipts.cg import (
     BAOAB,
+    FourierDihedralMaps,
     FourierDihedrals,
     HarmonicAngles,
     HarmonicBonds,
@@ -21,6 +22,8 @@ from pyg_hipts.cg import (
     angles,
     dihedrals,
 )
+from pyg_hipts.cg.model import fit_prior_terms, prior_terms
+from pyg_hipts.cg.priors import fourier_basis
 
 from .conftest import SHARED_DATA
 
@@ -80,6 +83,9 @@ def test_prior_forces_are_minus_the_energy_gradient() -> None:
         HarmonicAngles([[0, 1, 2], [1, 2, 3], [2, 3, 4]], [50.0, 40.0, 60.0], [2.1, 1.9, 2.0]),
         FourierDihedrals([[0, 1, 2, 3], [1, 2, 3, 4]], [[0.5, -0.2], [0.3, 0.1]], [[0.1, 0.4], [-0.3, 0.2]]),
         Repulsion([[0, 3], [0, 4], [1, 4]], [3.0, 3.5, 3.2], 0.6),
+        FourierDihedralMaps(
+            [[[0, 1, 2, 3], [1, 2, 3, 4]]], torch.randn(1, 5, 5, generator=torch.Generator().manual_seed(0))
+        ),
     ]
     prior = PriorEnergy(terms, n_beads=5)
     flat = pos.reshape(-1, 3).clone().requires_grad_(True)
@@ -138,6 +144,54 @@ def test_dihedral_and_repulsion_fits_on_alanine_dipeptide() -> None:
     repulsion = Repulsion.fit(pos, [[0, 4]], thermal_energy)
     closest = float(np.linalg.norm(pos[:, 4] - pos[:, 0], axis=-1).min())
     assert float(repulsion.sigma[0]) == pytest.approx(closest) and repulsion.epsilon == thermal_energy
+
+
+def test_priors_fitted_in_place_equal_direct_fits() -> None:
+    """A model's placeholder priors, fitted in place, hold exactly the parameters of direct fits
+    (every coefficient its own, none aliased to another)."""
+    pos = torch.as_tensor(_ala2())
+    quads = [[0, 1, 2, 3], [1, 2, 3, 4]]
+    terms = prior_terms([[0, 1], [1, 2]], [[0, 1, 2]], quads, [quads], [[0, 4]], 3, 6)
+    fit_prior_terms(terms, pos, 0.596)
+    direct = [
+        HarmonicBonds.fit(pos, [[0, 1], [1, 2]], 0.596),
+        HarmonicAngles.fit(pos, [[0, 1, 2]], 0.596),
+        FourierDihedrals.fit(pos, quads, 0.596, n_terms=3),
+        FourierDihedralMaps.fit(pos, [quads], 0.596, n_terms=3),
+        Repulsion.fit(pos, [[0, 4]], 0.596),
+    ]
+    for term, reference in zip(terms, direct, strict=True):
+        for (name, value), (_, expected) in zip(term.named_buffers(), reference.named_buffers(), strict=True):
+            assert torch.allclose(value, expected, rtol=1e-9, atol=1e-12), (type(term).__name__, name)
+
+
+def test_dihedral_map_fit_on_alanine_dipeptide() -> None:
+    """The (φ, ψ) map is lowest in the densest histogram bin and high where nothing was sampled;
+    a map whose only coefficients are those of one angle is that angle's Fourier series."""
+    pos = _ala2()
+    thermal_energy = 0.596
+    quads = [[0, 1, 2, 3], [1, 2, 3, 4]]
+    fitted = FourierDihedralMaps.fit(pos, [quads], thermal_energy, n_terms=4, n_bins=36)
+    phi_psi = dihedrals(torch.as_tensor(pos), torch.tensor(quads)).numpy()
+    counts, edges, _ = np.histogram2d(*phi_psi.T, bins=36, range=[(-math.pi, math.pi)] * 2)
+    centers = torch.as_tensor(0.5 * (edges[1:] + edges[:-1]))
+    grid = torch.stack(torch.meshgrid(centers, centers, indexing="ij"), -1).reshape(-1, 2)
+    energies = _map_energy_on_grid(fitted, grid)
+    assert np.abs(grid[int(np.argmin(energies))] - grid[int(np.argmax(counts))]).max() < 0.6
+    assert np.median(energies[counts.ravel() == 0]) - energies.min() > 4 * thermal_energy
+
+    one_angle = FourierDihedrals(quads[:1], [[0.5, -0.2, 0.1]], [[0.3, 0.2, -0.4]])
+    coefficients = torch.zeros(1, 7, 7)
+    coefficients[0, 1::2, 0], coefficients[0, 2::2, 0] = one_angle.a[0], one_angle.b[0]
+    as_map = FourierDihedralMaps([quads], coefficients)
+    x = torch.as_tensor(_ala2(20))
+    assert torch.allclose(as_map(x), one_angle(x))
+
+
+def _map_energy_on_grid(term: FourierDihedralMaps, grid: torch.Tensor) -> np.ndarray:
+    """Energy of the first map of ``term`` at the angle pairs ``grid [G, 2]``."""
+    first, second = fourier_basis(grid[:, 0], term.n_terms), fourier_basis(grid[:, 1], term.n_terms)
+    return torch.einsum("gj,jk,gk->g", first, term.c[0], second).numpy()
 
 
 def _dihedral_energy_on_grid(term: FourierDihedrals, q: int, grid: torch.Tensor) -> np.ndarray:

@@ -4,6 +4,7 @@ from pyg_hipts.cg.langevin import BAOAB, SimulationError, Trajectory, boltzmann_
 from pyg_hipts.cg.mapping import Bead, Mapping, unwrap_group
 from pyg_hipts.cg.model import CGPotentialModule, PriorNetwork, fit_prior_terms
 from pyg_hipts.cg.priors import (
+    FourierDihedralMaps,
     FourierDihedrals,
     HarmonicAngles,
     HarmonicBonds,
@@ -19,6 +20,7 @@ __all__ = [
     "BAOAB",
     "Bead",
     "CGPotentialModule",
+    "FourierDihedralMaps",
     "FourierDihedrals",
     "HarmonicAngles",
     "HarmonicBonds",

@@ -15,7 +15,14 @@ from torch import Tensor, nn
 from torch_geometric.data import Batch
 
 from pyg_hipts.cg.langevin import boltzmann_constant
-from pyg_hipts.cg.priors import FourierDihedrals, HarmonicAngles, HarmonicBonds, PriorEnergy, Repulsion
+from pyg_hipts.cg.priors import (
+    FourierDihedralMaps,
+    FourierDihedrals,
+    HarmonicAngles,
+    HarmonicBonds,
+    PriorEnergy,
+    Repulsion,
+)
 from pyg_hipts.data.graph import validate_atoms
 from pyg_hipts.nn import HipNN, HipOutput
 from pyg_hipts.nn.model import forces_of, periodic_inputs, structure_inputs
@@ -70,6 +77,7 @@ def prior_terms(
     bonds: list[list[int]] | None,
     angles: list[list[int]] | None,
     dihedrals: list[list[int]] | None,
+    dihedral_maps: list[list[list[int]]] | None,
     repulsion_pairs: list[list[int]] | None,
     n_dihedral_terms: int,
     repulsion_power: int,
@@ -83,6 +91,9 @@ def prior_terms(
     if dihedrals:
         zeros = np.zeros((len(dihedrals), n_dihedral_terms))
         terms.append(FourierDihedrals(dihedrals, zeros, zeros))
+    if dihedral_maps:
+        size = 2 * n_dihedral_terms + 1
+        terms.append(FourierDihedralMaps(dihedral_maps, np.zeros((len(dihedral_maps), size, size))))
     if repulsion_pairs:
         terms.append(Repulsion(repulsion_pairs, [1.0] * len(repulsion_pairs), 0.0, repulsion_power))
     return terms
@@ -94,6 +105,8 @@ def fit_prior_terms(terms: list[nn.Module], pos: Tensor, thermal_energy: float) 
         index = term.index.tolist()
         if isinstance(term, FourierDihedrals):
             fitted = FourierDihedrals.fit(pos, index, thermal_energy, n_terms=term.a.shape[1])
+        elif isinstance(term, FourierDihedralMaps):
+            fitted = FourierDihedralMaps.fit(pos, index, thermal_energy, n_terms=term.n_terms)
         elif isinstance(term, Repulsion):
             fitted = Repulsion.fit(pos, index, thermal_energy, term.power)
         else:
@@ -109,8 +122,11 @@ class CGPotentialModule(PotentialModule):
     Args:
         bonds, angles, dihedrals, repulsion_pairs: bead index tuples of each prior (0-based,
             within one structure; every structure has the same beads).
+        dihedral_maps: pairs of dihedral quadruples ``[[i, j, k, l], [j, k, l, m]]`` with a joint
+            two-dimensional Fourier prior (e.g. the backbone's φ and ψ).
         temperature: of the reference simulation, in kelvin (``kT`` in the data's energy unit).
-        n_dihedral_terms: Fourier terms per dihedral. repulsion_power: ``p`` of ``(σ/r)^p``.
+        n_dihedral_terms: Fourier terms per dihedral (and per angle of a dihedral map).
+        repulsion_power: ``p`` of ``(σ/r)^p``.
         species, model and training options: as :class:`~pyg_hipts.train.PotentialModule`
             (``energy_weight`` is unused: coarse-grained data has forces only).
     """
@@ -120,20 +136,27 @@ class CGPotentialModule(PotentialModule):
         bonds: list[list[int]] | None = None,
         angles: list[list[int]] | None = None,
         dihedrals: list[list[int]] | None = None,
+        dihedral_maps: list[list[list[int]]] | None = None,
         repulsion_pairs: list[list[int]] | None = None,
         temperature: float = 300.0,
         n_dihedral_terms: int = 3,
         repulsion_power: int = 6,
         **options: Any,
     ) -> None:
-        if not (bonds or angles or dihedrals or repulsion_pairs):
+        if not (bonds or angles or dihedrals or dihedral_maps or repulsion_pairs):
             raise ValueError("a coarse-grained model needs at least one prior term")
         super().__init__(**options)
 
     def make_model(self, species: list[int]) -> nn.Module:
         hp = self.hparams
         terms = prior_terms(
-            hp.bonds, hp.angles, hp.dihedrals, hp.repulsion_pairs, hp.n_dihedral_terms, hp.repulsion_power
+            hp.bonds,
+            hp.angles,
+            hp.dihedrals,
+            hp.dihedral_maps,
+            hp.repulsion_pairs,
+            hp.n_dihedral_terms,
+            hp.repulsion_power,
         )
         n_beads = 1 + max(int(term.index.max()) for term in terms)
         network = HipNN(species, **{name: hp[name] for name in MODEL_OPTIONS})

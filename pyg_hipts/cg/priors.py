@@ -5,6 +5,9 @@ All priors act on structures of one topology, ``pos [B, n, 3]``, and return ``[B
 - bonds ``(i, j)``:           ``U = Σ k/2 (r_ij − r₀)²``
 - angles ``(i, j, k)`` at j:  ``U = Σ k/2 (θ_ijk − θ₀)²``
 - dihedrals ``(i, j, k, l)``: ``U = Σ_m a_m cos(mφ) + b_m sin(mφ)``, ``m = 1..M``
+- dihedral maps (two dihedrals ``φ, ψ``): ``U = Σ_jk c_jk g_j(φ) g_k(ψ)`` with
+  ``g = (1, cos φ, sin φ, …, cos Mφ, sin Mφ)``, a two-dimensional Fourier series (like CHARMM's
+  CMAP) that carries the coupling of the two angles
 - repulsion ``(i, j)``:       ``U = Σ ε (σ/r_ij)^p``
 
 Boltzmann inversion at the thermal energy ``kT`` (argument ``thermal_energy``) from mapped
@@ -15,7 +18,8 @@ samples:
   ``kT/k``);
 - a dihedral term fits its Fourier series by least squares to the free energy ``−kT ln p(φ)``
   of a histogram with half a count added to every bin, so that angles never sampled get a high
-  energy instead of whatever the series extrapolates to;
+  energy instead of whatever the series extrapolates to; a dihedral map does the same on the
+  joint histogram of its two angles;
 - a repulsion takes ``σ`` as the smallest sampled distance of each pair and ``ε = kT``, so
   closer approaches cost more than the thermal energy.
 """
@@ -62,14 +66,42 @@ def dihedrals(pos: Tensor, quads: Tensor) -> Tensor:
     return torch.atan2(sine, (n1 * n2).sum(-1))
 
 
+def fourier_basis(angle: Tensor, n_terms: int) -> Tensor:
+    """``[..., 2M+1]`` values of ``(1, cos θ, sin θ, cos 2θ, sin 2θ, …, cos Mθ, sin Mθ)``."""
+    m = torch.arange(1, n_terms + 1, dtype=angle.dtype, device=angle.device)
+    multiples = m * angle.unsqueeze(-1)
+    waves = torch.stack((torch.cos(multiples), torch.sin(multiples)), dim=-1).flatten(-2)
+    return torch.cat((torch.ones_like(angle).unsqueeze(-1), waves), dim=-1)
+
+
+def histogram_free_energy(samples: np.ndarray, n_bins: int, thermal_energy: float) -> tuple[Tensor, Tensor]:
+    """``−kT ln p`` on the bin centres of a histogram of angles ``samples [S, D]`` (``D = 1`` or
+    2) over ``(−π, π]^D`` with :data:`PSEUDO_COUNT` added to every bin.
+
+    Returns the bin centres ``[n_bins^D, D]`` and the free energies ``[n_bins^D]``.
+    """
+    edges = np.linspace(-np.pi, np.pi, n_bins + 1)
+    counts = np.histogramdd(samples, bins=[edges] * samples.shape[1])[0] + PSEUDO_COUNT
+    free_energy = -thermal_energy * np.log(counts / counts.sum())
+    centers = 0.5 * (edges[1:] + edges[:-1])
+    grid = np.stack(np.meshgrid(*[centers] * samples.shape[1], indexing="ij"), axis=-1)
+    return torch.as_tensor(grid.reshape(-1, samples.shape[1])), torch.as_tensor(free_energy.ravel())
+
+
+def _constants(values) -> Tensor:
+    """A float64 copy of ``values``: no two buffers share memory, nor a buffer and its argument
+    (fitting copies into buffers in place)."""
+    return torch.tensor(np.asarray(values, dtype=np.float64))
+
+
 class HarmonicBonds(nn.Module):
     """``U = Σ k/2 (r − r₀)²`` over bead pairs."""
 
     def __init__(self, pairs: Sequence[Sequence[int]], k: Sequence[float], r0: Sequence[float]):
         super().__init__()
         self.register_buffer("index", _index(pairs, 2))
-        self.register_buffer("k", torch.as_tensor(np.asarray(k, dtype=np.float64)))
-        self.register_buffer("center", torch.as_tensor(np.asarray(r0, dtype=np.float64)))
+        self.register_buffer("k", _constants(k))
+        self.register_buffer("center", _constants(r0))
 
     coordinate = staticmethod(distances)
 
@@ -94,8 +126,8 @@ class HarmonicAngles(HarmonicBonds):
     def __init__(self, triples: Sequence[Sequence[int]], k: Sequence[float], theta0: Sequence[float]):
         nn.Module.__init__(self)
         self.register_buffer("index", _index(triples, 3))
-        self.register_buffer("k", torch.as_tensor(np.asarray(k, dtype=np.float64)))
-        self.register_buffer("center", torch.as_tensor(np.asarray(theta0, dtype=np.float64)))
+        self.register_buffer("k", _constants(k))
+        self.register_buffer("center", _constants(theta0))
 
     coordinate = staticmethod(angles)
 
@@ -110,16 +142,15 @@ class FourierDihedrals(nn.Module):
     def __init__(self, quads: Sequence[Sequence[int]], cos_coefficients, sin_coefficients):
         super().__init__()
         self.register_buffer("index", _index(quads, 4))
-        self.register_buffer("a", torch.as_tensor(np.asarray(cos_coefficients, dtype=np.float64)))
-        self.register_buffer("b", torch.as_tensor(np.asarray(sin_coefficients, dtype=np.float64)))
+        self.register_buffer("a", _constants(cos_coefficients))
+        self.register_buffer("b", _constants(sin_coefficients))
         if self.a.shape != self.b.shape or self.a.shape[0] != self.index.shape[0]:
             raise ValueError("coefficients must be [n_dihedrals, n_terms], the same for cos and sin")
 
     def forward(self, pos: Tensor) -> Tensor:
-        phi = dihedrals(pos, self.index).unsqueeze(-1)
-        m = torch.arange(1, self.a.shape[1] + 1, dtype=phi.dtype, device=phi.device)
-        terms = self.a.to(phi.dtype) * torch.cos(m * phi) + self.b.to(phi.dtype) * torch.sin(m * phi)
-        return terms.sum((-1, -2))
+        basis = fourier_basis(dihedrals(pos, self.index), self.a.shape[1])[..., 1:]
+        coefficients = torch.stack((self.a, self.b), dim=-1).flatten(-2).to(basis.dtype)
+        return (basis * coefficients).sum((-1, -2))
 
     @classmethod
     def fit(
@@ -129,20 +160,62 @@ class FourierDihedrals(nn.Module):
         count per bin; the constant term is fitted and dropped)."""
         index = _index(quads, 4)
         phi = dihedrals(torch.as_tensor(pos, dtype=torch.float64), index).numpy()
-        edges = np.linspace(-np.pi, np.pi, n_bins + 1)
-        centers = 0.5 * (edges[1:] + edges[:-1])
-        m = np.arange(1, n_terms + 1)
         a, b = [], []
         for column in phi.T:
-            counts = np.histogram(column, bins=edges)[0] + PSEUDO_COUNT
-            free_energy = -thermal_energy * np.log(counts / counts.sum())
-            basis = np.column_stack(
-                [np.ones(n_bins), np.cos(np.outer(centers, m)), np.sin(np.outer(centers, m))]
-            )
-            solution, *_ = np.linalg.lstsq(basis, free_energy, rcond=None)
-            a.append(solution[1 : n_terms + 1])
-            b.append(solution[n_terms + 1 :])
+            centers, free_energy = histogram_free_energy(column[:, None], n_bins, thermal_energy)
+            basis = fourier_basis(centers[:, 0], n_terms)
+            solution = torch.linalg.lstsq(basis, free_energy.unsqueeze(-1)).solution[1:, 0]
+            a.append(solution[0::2].tolist())
+            b.append(solution[1::2].tolist())
         return cls(index.tolist(), a, b)
+
+
+class FourierDihedralMaps(nn.Module):
+    """``U = Σ_p Σ_jk c_pjk g_j(φ_p) g_k(ψ_p)`` over pairs of dihedrals ``(φ_p, ψ_p)``, with
+    ``g = (1, cos θ, sin θ, …, cos Mθ, sin Mθ)``; ``c_p00`` is zero (energies are relative).
+
+    Args:
+        quad_pairs: ``[P, 2, 4]`` bead indices of the two dihedrals of each map.
+        coefficients: ``[P, 2M+1, 2M+1]``.
+    """
+
+    def __init__(self, quad_pairs: Sequence[Sequence[Sequence[int]]], coefficients):
+        super().__init__()
+        self.register_buffer("index", _index(quad_pairs, 8).view(-1, 2, 4))
+        self.register_buffer("c", _constants(coefficients))
+        size = self.c.shape[-1]
+        if self.c.shape != (self.index.shape[0], size, size) or size % 2 == 0:
+            raise ValueError("coefficients must be [n_maps, 2M+1, 2M+1]")
+        self.n_terms = (size - 1) // 2
+
+    def forward(self, pos: Tensor) -> Tensor:
+        basis = fourier_basis(dihedrals(pos, self.index.view(-1, 4)), self.n_terms)
+        basis = basis.view(*pos.shape[:-2], self.index.shape[0], 2, -1)
+        first, second = basis.unbind(-2)
+        return torch.einsum("...pj,pjk,...pk->...", first, self.c.to(basis.dtype), second)
+
+    @classmethod
+    def fit(
+        cls,
+        pos,
+        quad_pairs: Sequence[Sequence[Sequence[int]]],
+        thermal_energy: float,
+        n_terms: int = 3,
+        n_bins: int = 36,
+    ):
+        """Least-squares fit to ``−kT ln p(φ, ψ)`` of each pair's joint histogram (plus half a
+        count per bin; the constant term is fitted and dropped)."""
+        index = _index(quad_pairs, 8).view(-1, 2, 4)
+        angles_ = dihedrals(torch.as_tensor(pos, dtype=torch.float64), index.view(-1, 4))
+        coefficients = []
+        for pair in angles_.view(angles_.shape[0], -1, 2).unbind(1):
+            centers, free_energy = histogram_free_energy(pair.numpy(), n_bins, thermal_energy)
+            g_phi, g_psi = fourier_basis(centers[:, 0], n_terms), fourier_basis(centers[:, 1], n_terms)
+            basis = (g_phi.unsqueeze(-1) * g_psi.unsqueeze(-2)).flatten(-2)
+            solution = torch.linalg.lstsq(basis, free_energy.unsqueeze(-1)).solution[:, 0]
+            solution[0] = 0.0
+            coefficients.append(solution.view(2 * n_terms + 1, 2 * n_terms + 1).tolist())
+        return cls(index.tolist(), coefficients)
 
 
 class Repulsion(nn.Module):
@@ -153,7 +226,7 @@ class Repulsion(nn.Module):
     ):
         super().__init__()
         self.register_buffer("index", _index(pairs, 2))
-        self.register_buffer("sigma", torch.as_tensor(np.asarray(sigma, dtype=np.float64)))
+        self.register_buffer("sigma", _constants(sigma))
         self.register_buffer("epsilon", torch.tensor(float(epsilon), dtype=torch.float64))
         self.power = int(power)
 

@@ -15,6 +15,7 @@ with ``--test_after_fit false``), which prints the test errors with their units.
 from __future__ import annotations
 
 import sys
+from unittest.mock import patch
 
 import torch
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
@@ -81,15 +82,17 @@ def run_cli(args: ArgsType = None) -> PotentialCLI | None:
 
         label(arguments[1:])
         return None
-    return PotentialCLI(
-        EnergyForceModule,
-        AtomsDataModule,
-        subclass_mode_model=True,
-        auto_configure_optimizers=False,
-        seed_everything_default=0,
-        save_config_kwargs={"overwrite": True},
-        args=args,
-    )
+    # given arguments replace the calling program's own, which Lightning would warn about
+    with patch.object(sys, "argv", sys.argv if args is None else sys.argv[:1]):
+        return PotentialCLI(
+            EnergyForceModule,
+            AtomsDataModule,
+            subclass_mode_model=True,
+            auto_configure_optimizers=False,
+            seed_everything_default=0,
+            save_config_kwargs={"overwrite": True},
+            args=args,
+        )
 
 
 def main(args: ArgsType = None) -> None:
