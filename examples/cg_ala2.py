@@ -5,8 +5,10 @@
    HIP-NN-TS learns the force left after them.
 3. Force-matching loss on the test frames: priors alone against priors + network.
 4. BAOAB Langevin at 300 K, many replicas started from reference frames.
-5. The (φ, ψ) free-energy surface of the CG run beside the reference's; α / β / αL populations
-   and the Jensen–Shannon divergence of the two histograms; ``<out>/ala2_fes.png``.
+5. The same simulation with the priors alone, to see what the network adds.
+6. The (φ, ψ) free-energy surfaces of both CG runs beside the reference's; α / β / αL
+   populations and the Jensen–Shannon divergence of each CG histogram from the reference's;
+   ``<out>/ala2_fes.png`` and ``<out>/ala2_summary.json``.
 
 Run from the project root (about 15 min on 2 CPU cores with the defaults)::
 
@@ -54,17 +56,28 @@ def write_data(out: Path) -> Path:
     return path
 
 
-def force_loss(model: torch.nn.Module, frames: list, only_priors: bool) -> float:
+def force_loss(model: PriorNetwork, frames: list) -> float:
     """Mean squared force error ((kcal/mol/Å)², per component) over ``frames``."""
     batch = Batch.from_data_list(frames)
-    pos = batch.pos.double().requires_grad_(True)
-    if only_priors:
-        energy = model.prior(pos, batch.num_graphs)
-        (grad,) = torch.autograd.grad(energy.sum(), pos)
-        predicted = -grad
-    else:
-        predicted = model.predict(batch.z, pos, batch.batch).forces
+    predicted = model.predict(batch.z, batch.pos.double(), batch.batch).forces
     return float(((predicted - batch.forces.double()) ** 2).mean())
+
+
+def simulate(model: PriorNetwork, starts: torch.Tensor, args: argparse.Namespace) -> np.ndarray:
+    """CG Langevin of ``starts [R, 5, 3]``; the frames after the first fifth, ``[F, R, 5, 3]``."""
+    trajectory = run_langevin(
+        model,
+        torch.tensor(BEAD_TYPES),
+        starts,
+        torch.tensor(BEAD_MASSES, dtype=torch.float64),
+        temperature=TEMPERATURE,
+        energy_unit="kcal/mol",
+        timestep_fs=args.timestep_fs,
+        friction_per_ps=args.friction_per_ps,
+        n_steps=args.steps,
+        save_every=50,
+    )
+    return trajectory.positions[len(trajectory.steps) // 5 :].numpy()
 
 
 def phi_psi(positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -108,55 +121,41 @@ def main() -> None:
     module = load_module(checkpoint)
     model: PriorNetwork = module.eval_model.double()
 
+    models = {"priors alone": model.priors_only(), "priors + network": model}
     frames = read_npz(data, energy_key=None)
     test_frames = list(frames[load_split(checkpoint.parents[1] / "split.npz")["test"]])
-    prior_loss, full_loss = force_loss(model, test_frames, True), force_loss(model, test_frames, False)
+    losses = {name: force_loss(candidate, test_frames) for name, candidate in models.items()}
     print(
         f"force-matching loss on {len(test_frames)} test frames (MSE, (kcal/mol/Å)²): "
-        f"priors alone {prior_loss:.2f}, priors + network {full_loss:.2f}"
+        + ", ".join(f"{name} {loss:.2f}" for name, loss in losses.items())
     )
 
     reference = np.load(ALA2 / "ala2_coordinates.npy").astype(np.float64)
     starts = torch.as_tensor(reference[np.linspace(0, len(reference) - 1, args.replicas).astype(int)])
-    trajectory = run_langevin(
-        model,
-        torch.tensor(BEAD_TYPES),
-        starts,
-        torch.tensor(BEAD_MASSES, dtype=torch.float64),
-        temperature=TEMPERATURE,
-        energy_unit="kcal/mol",
-        timestep_fs=args.timestep_fs,
-        friction_per_ps=args.friction_per_ps,
-        n_steps=args.steps,
-        save_every=50,
-    )
-    simulated = trajectory.positions[len(trajectory.steps) // 5 :].numpy()  # drop the first fifth
-    np.save(out / "cg_trajectory.npy", trajectory.positions.numpy().astype(np.float32))
+    simulated = {name: simulate(candidate, starts, args) for name, candidate in models.items()}
+    np.save(out / "cg_trajectory.npy", simulated["priors + network"].astype(np.float32))
 
     thermal_energy = boltzmann_constant("kcal/mol") * TEMPERATURE
-    phi_ref, psi_ref = phi_psi(reference)
-    phi_cg, psi_cg = phi_psi(simulated)
-    p_ref, p_cg = ramachandran(phi_ref, psi_ref), ramachandran(phi_cg, psi_cg)
-    populations = {"reference": state_populations(phi_ref, psi_ref), "cg": state_populations(phi_cg, psi_cg)}
+    angles = {"reference": phi_psi(reference)} | {name: phi_psi(x) for name, x in simulated.items()}
+    histograms = {name: ramachandran(*pair) for name, pair in angles.items()}
+    populations = {name: state_populations(*pair) for name, pair in angles.items()}
+    divergences = {name: jensen_shannon(histograms["reference"], histograms[name]) for name in models}
     summary = {
-        "force_mse_priors": prior_loss,
-        "force_mse_priors_plus_network": full_loss,
+        "force_mse": losses,
         "populations": populations,
-        "jensen_shannon": jensen_shannon(p_ref, p_cg),
-        "simulated_ns_total": args.replicas * args.steps * args.timestep_fs * 1e-6,
+        "jensen_shannon": divergences,
+        "simulated_ns_per_model": args.replicas * args.steps * args.timestep_fs * 1e-6,
     }
     (out / "ala2_summary.json").write_text(json.dumps(summary, indent=2))
     for name, values in populations.items():
-        print(f"{name:>9}: " + ", ".join(f"{state} {100 * p:.1f} %" for state, p in values.items()))
-    print(
-        f"Jensen–Shannon divergence of the (φ, ψ) histograms: {summary['jensen_shannon']:.3f} (ln 2 = 0.693)"
-    )
+        shares = ", ".join(f"{state} {100 * p:.1f} %" for state, p in values.items())
+        divergence = f"; Jensen–Shannon {divergences[name]:.3f}" if name in divergences else ""
+        print(f"{name:>16}: {shares}{divergence}")
 
-    figure, axes = plt.subplots(1, 2, figsize=(9, 4), sharey=True)
+    figure, axes = plt.subplots(1, 3, figsize=(13, 4), sharey=True)
     extent = [-180, 180, -180, 180]
-    for axis, probability, title in zip(
-        axes, (p_ref, p_cg), ("reference (all-atom, mapped)", "CG HIP-NN-TS"), strict=True
-    ):
+    titles = ("reference (all-atom, mapped)", "CG priors alone", "CG priors + HIP-NN-TS")
+    for axis, probability, title in zip(axes, histograms.values(), titles, strict=True):
         image = axis.imshow(
             free_energy(probability, thermal_energy).T, origin="lower", extent=extent, vmax=8, cmap="viridis"
         )

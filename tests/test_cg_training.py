@@ -61,12 +61,23 @@ def test_force_matching_then_langevin(tmp_path: Path, monkeypatch: pytest.Monkey
     assert isinstance(module, CGPotentialModule) and isinstance(module.model, PriorNetwork)
     bonds = module.model.prior.terms[0]
     assert bool((bonds.k > 10).all()) and 1.2 < float(bonds.center.min()) < float(bonds.center.max()) < 1.7
-    repulsion = module.model.prior.terms[3]
+    repulsion = module.model.prior.terms[-1]
     assert float(repulsion.epsilon) == pytest.approx(0.0019872 * 300, rel=1e-3)
 
     model = module.eval_model.double()
     z = torch.tensor(BEAD_TYPES)
     start = torch.as_tensor(np.load(ALA2 / "ala2_coordinates.npy")[:3], dtype=torch.float64)
+
+    # total = network + priors, and the priors alone give the priors' energy and minus its gradient
+    flat, batch = start.reshape(-1, 3).requires_grad_(True), torch.arange(3).repeat_interleave(5)
+    total, alone = (
+        model.predict(z.repeat(3), flat, batch),
+        model.priors_only().predict(z.repeat(3), flat, batch),
+    )
+    network = model.network.predict(z.repeat(3), flat, batch, forces=False).energy
+    prior_energy = model.prior(flat, 3)
+    assert torch.allclose(total.energy, network + prior_energy) and torch.equal(alone.energy, prior_energy)
+    assert torch.allclose(alone.forces, -torch.autograd.grad(prior_energy.sum(), flat)[0])
     trajectory = run_langevin(
         model,
         z,

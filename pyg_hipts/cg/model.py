@@ -30,12 +30,20 @@ from pyg_hipts.train.module import MODEL_OPTIONS, PotentialModule
 
 
 class PriorNetwork(nn.Module):
-    """``network`` (a :class:`HipNN`) plus ``prior`` (a :class:`PriorEnergy`)."""
+    """``network`` (a :class:`HipNN`) plus ``prior`` (a :class:`PriorEnergy`).
 
-    def __init__(self, network: HipNN, prior: PriorEnergy):
+    ``with_network=False`` leaves the network out of every prediction (see :meth:`priors_only`).
+    """
+
+    def __init__(self, network: HipNN, prior: PriorEnergy, with_network: bool = True):
         super().__init__()
         self.network, self.prior = network, prior
         self.species = network.species
+        self.with_network = with_network
+
+    def priors_only(self) -> PriorNetwork:
+        """The same priors without the network (sharing their modules), to see what it adds."""
+        return PriorNetwork(self.network, self.prior, with_network=False)
 
     def set_reference_energies(self, per_species: Tensor, decay_factor: float = 1.0) -> None:
         self.network.set_reference_energies(per_species, decay_factor)
@@ -54,13 +62,18 @@ class PriorNetwork(nn.Module):
         forces: bool = True,
         create_graph: bool = False,
     ) -> HipOutput:
-        """Total energy ``[B, 1]`` and forces; atom and level energies are the network's."""
+        """Total energy ``[B, 1]`` and forces; atom and level energies are the network's (without
+        the network: no atom energies, and the prior energy as the only level)."""
         batch = validate_atoms(z, pos, batch)
         if forces and not pos.requires_grad:
             pos = pos.detach().requires_grad_(True)
         with torch.set_grad_enabled(forces or torch.is_grad_enabled()):
-            out = self.network.predict(z, pos, batch, cell=cell, pbc=pbc, forces=False)
-            energy = out.energy + self.prior(pos, int(batch[-1]) + 1).to(out.energy.dtype)
+            energy = self.prior(pos, int(batch[-1]) + 1).to(pos.dtype)
+            if self.with_network:
+                out = self.network.predict(z, pos, batch, cell=cell, pbc=pbc, forces=False)
+                energy = out.energy + energy.to(out.energy.dtype)
+            else:
+                out = HipOutput(energy, None, None, energy, torch.zeros_like(energy))
             force = forces_of(energy, pos, create_graph) if forces else None
         return HipOutput(energy, force, out.atom_energies, out.level_energies, out.hierarchicality)
 
