@@ -12,7 +12,7 @@
 
 Run from the project root (about 15 min on 2 CPU cores with the defaults)::
 
-    python examples/cg_ala2.py --train-minutes 8 --replicas 100 --steps 20000
+    python examples/cg_ala2.py --train-minutes 8 --replicas 100 --steps 10000
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def main() -> None:
     )
     parser.add_argument("--train-minutes", type=float, default=8.0)
     parser.add_argument("--replicas", type=int, default=100)
-    parser.add_argument("--steps", type=int, default=20000)
+    parser.add_argument("--steps", type=int, default=10000)
     parser.add_argument("--timestep-fs", type=float, default=2.0)
     parser.add_argument("--friction-per-ps", type=float, default=1.0)
     parser.add_argument("--out", default="runs/cg_ala2")
