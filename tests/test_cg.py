@@ -240,3 +240,15 @@ def test_radial_distribution_of_an_ideal_gas_is_one_and_divergences() -> None:
     assert jensen_shannon(p, np.array([0.0, 0.0, 1.0])) == pytest.approx(math.log(2))
     populations = state_populations(np.radians([-60, -60, -150, 60]), np.radians([-45, 140, -150, 30]))
     assert populations == {"alpha": 0.25, "beta": 0.5, "alpha_L": 0.25}
+
+
+@pytest.mark.parametrize("center", [2.83, 2.87, 2.9])
+def test_first_peak_is_placed_between_bin_centres(center: float) -> None:
+    """On 0.1 Å bins, a Gaussian peak's position comes back to far better than the bin width."""
+    from pyg_hipts.cg.analysis import first_peak
+
+    r = np.arange(0.0, 8.0, 0.1) + 0.05
+    g = 1.0 + 2.0 * np.exp(-((r - center) ** 2) / (2 * 0.25**2))
+    position, height = first_peak(r, g)
+    assert position == pytest.approx(center, abs=0.005) and height == pytest.approx(3.0, rel=0.01)
+    assert first_peak(r[::-1][:30][::-1], np.linspace(0.0, 1.0, 30)) == (pytest.approx(r[-1]), 1.0)

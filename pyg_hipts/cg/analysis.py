@@ -43,9 +43,23 @@ def radial_distribution(
 
 
 def first_peak(r: np.ndarray, g: np.ndarray) -> tuple[float, float]:
-    """Position and height of the highest point of ``g(r)``."""
+    """Position and height of the highest point of ``g(r)`` on an evenly spaced ``r``.
+
+    The parabola through the highest bin and its two neighbours places the peak between bin
+    centres: with spacing ``Δ`` and values ``g₋, g₀, g₊``, the vertex lies at
+    ``r₀ + Δ (g₋ − g₊) / (2 (g₋ − 2g₀ + g₊))`` with height ``g₀ − (g₋ − g₊)² / (8 (g₋ − 2g₀ + g₊))``.
+    At either end of ``r`` the bin itself is returned.
+    """
     index = int(np.argmax(g))
-    return float(r[index]), float(g[index])
+    if index == 0 or index == len(g) - 1:
+        return float(r[index]), float(g[index])
+    before, peak, after = (float(v) for v in g[index - 1 : index + 2])
+    curvature = before - 2.0 * peak + after
+    if curvature >= 0.0:  # a flat top: no vertex to refine
+        return float(r[index]), peak
+    spacing = float(r[index + 1] - r[index])
+    shift = 0.5 * (before - after) / curvature
+    return float(r[index]) + spacing * shift, peak - 0.25 * (before - after) * shift
 
 
 def ramachandran(phi: np.ndarray, psi: np.ndarray, n_bins: int = 36) -> np.ndarray:
