@@ -8,7 +8,8 @@
 5. The same simulation with the priors alone, to see what the network adds.
 6. The (φ, ψ) free-energy surfaces of both CG runs beside the reference's; α / β / αL
    populations and the Jensen–Shannon divergence of each CG histogram from the reference's;
-   ``<out>/ala2_fes.png`` and ``<out>/ala2_summary.json``.
+   ``<out>/ala2_fes.png`` and ``<out>/ala2_summary.json``; the distributions of every bond,
+   angle and dihedral in ``<out>/ala2_internal_coordinates.png``, with their divergences.
 
 Run from the project root (about 15 min on 2 CPU cores with the defaults)::
 
@@ -27,8 +28,14 @@ import numpy as np
 import torch
 from torch_geometric.data import Batch
 
-from pyg_hipts.cg import PriorNetwork, boltzmann_constant, dihedrals, run_langevin
-from pyg_hipts.cg.analysis import free_energy, jensen_shannon, ramachandran, state_populations
+from pyg_hipts.cg import PriorNetwork, angles, boltzmann_constant, dihedrals, distances, run_langevin
+from pyg_hipts.cg.analysis import (
+    free_energy,
+    jensen_shannon,
+    ramachandran,
+    shared_histograms,
+    state_populations,
+)
 from pyg_hipts.data import load_split, read_npz
 from pyg_hipts.timing import max_time
 from pyg_hipts.train.checkpoints import load_module, newest_checkpoint
@@ -43,6 +50,8 @@ BEAD_TYPES = [1, 2, 3, 1, 2]  # C N CA C N
 BEAD_MASSES = [12.011, 14.007, 12.011, 12.011, 14.007]
 TEMPERATURE = 300.0
 PHI_PSI = torch.tensor([[0, 1, 2, 3], [1, 2, 3, 4]])
+BONDS = torch.tensor([[0, 1], [1, 2], [2, 3], [3, 4]])
+ANGLES = torch.tensor([[0, 1, 2], [1, 2, 3], [2, 3, 4]])
 
 
 def write_data(out: Path) -> Path:
@@ -78,6 +87,40 @@ def simulate(model: PriorNetwork, starts: torch.Tensor, args: argparse.Namespace
         save_every=50,
     )
     return trajectory.positions[len(trajectory.steps) // 5 :].numpy()
+
+
+def internal_coordinates(positions: np.ndarray) -> dict[str, np.ndarray]:
+    """Bond lengths (Å), angles and dihedrals (degrees) of frames ``[..., 5, 3]``, by name."""
+    x = torch.as_tensor(positions.reshape(-1, 5, 3), dtype=torch.float64)
+    names = [f"bond {i}-{j}" for i, j in BONDS.tolist()] + [
+        f"angle {i}-{j}-{k}" for i, j, k in ANGLES.tolist()
+    ]
+    values = torch.cat(
+        [distances(x, BONDS), torch.rad2deg(angles(x, ANGLES)), torch.rad2deg(dihedrals(x, PHI_PSI))], dim=1
+    )
+    return dict(zip([*names, "φ", "ψ"], values.T.numpy(), strict=True))
+
+
+def plot_internal_coordinates(reference: np.ndarray, simulated: dict[str, np.ndarray], path: Path) -> dict:
+    """One panel per bond, angle and dihedral: reference and CG histograms; their JS divergences."""
+    coordinates = {"reference": internal_coordinates(reference)} | {
+        name: internal_coordinates(x) for name, x in simulated.items()
+    }
+    figure, axes = plt.subplots(3, 3, figsize=(12, 9))
+    divergences: dict[str, dict[str, float]] = {name: {} for name in simulated}
+    for axis, coordinate in zip(axes.ravel(), coordinates["reference"], strict=True):
+        for name in simulated:
+            centers, p, q = shared_histograms(
+                coordinates["reference"][coordinate], coordinates[name][coordinate]
+            )
+            divergences[name][coordinate] = jensen_shannon(p, q)
+            axis.plot(centers, q, label=name)
+        axis.plot(centers, p, color="black", label="reference")
+        axis.set_title(coordinate)
+    axes[0, 0].legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    return divergences
 
 
 def phi_psi(positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -140,8 +183,10 @@ def main() -> None:
     histograms = {name: ramachandran(*pair) for name, pair in angles.items()}
     populations = {name: state_populations(*pair) for name, pair in angles.items()}
     divergences = {name: jensen_shannon(histograms["reference"], histograms[name]) for name in models}
+    internal = plot_internal_coordinates(reference, simulated, out / "ala2_internal_coordinates.png")
     summary = {
         "force_mse": losses,
+        "jensen_shannon_internal_coordinates": internal,
         "populations": populations,
         "jensen_shannon": divergences,
         "simulated_ns_per_model": args.replicas * args.steps * args.timestep_fs * 1e-6,
@@ -151,6 +196,8 @@ def main() -> None:
         shares = ", ".join(f"{state} {100 * p:.1f} %" for state, p in values.items())
         divergence = f"; Jensen–Shannon {divergences[name]:.3f}" if name in divergences else ""
         print(f"{name:>16}: {shares}{divergence}")
+    for name, values in internal.items():
+        print(f"{name:>16}: JS of bonds, angles, dihedrals " + ", ".join(f"{v:.3f}" for v in values.values()))
 
     figure, axes = plt.subplots(1, 3, figsize=(13, 4), sharey=True)
     extent = [-180, 180, -180, 180]

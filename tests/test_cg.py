@@ -252,3 +252,15 @@ def test_first_peak_is_placed_between_bin_centres(center: float) -> None:
     position, height = first_peak(r, g)
     assert position == pytest.approx(center, abs=0.005) and height == pytest.approx(3.0, rel=0.01)
     assert first_peak(r[::-1][:30][::-1], np.linspace(0.0, 1.0, 30)) == (pytest.approx(r[-1]), 1.0)
+
+
+def test_shared_histograms_of_two_samples() -> None:
+    from pyg_hipts.cg.analysis import jensen_shannon, shared_histograms
+
+    rng = np.random.default_rng(3)
+    reference = rng.normal(1.5, 0.05, 20000)
+    centers, p, q = shared_histograms(reference, rng.normal(1.5, 0.05, 20000), n_bins=40)
+    assert centers.shape == p.shape == q.shape == (40,) and p.sum() == pytest.approx(1.0)
+    assert jensen_shannon(p, q) < 0.01  # the same distribution
+    _, p, q = shared_histograms(reference, rng.normal(1.7, 0.05, 20000), n_bins=40)
+    assert jensen_shannon(p, q) > 0.6  # barely overlapping: close to ln 2

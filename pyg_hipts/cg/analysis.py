@@ -62,6 +62,22 @@ def first_peak(r: np.ndarray, g: np.ndarray) -> tuple[float, float]:
     return float(r[index]) + spacing * shift, peak - 0.25 * (before - after) * shift
 
 
+def shared_histograms(
+    reference: np.ndarray, simulated: np.ndarray, n_bins: int = 60
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Normalised histograms of one coordinate (a bond, angle or dihedral) in reference and
+    simulated samples on the same bins, spanning both sets of values.
+
+    Returns the bin centres ``[n_bins]`` and the two histograms ``[n_bins]`` each; compare them
+    with :func:`jensen_shannon`.
+    """
+    reference, simulated = np.ravel(reference), np.ravel(simulated)
+    both = np.concatenate((reference, simulated))
+    edges = np.linspace(both.min(), both.max(), n_bins + 1)
+    histograms = [np.histogram(values, bins=edges)[0] / len(values) for values in (reference, simulated)]
+    return 0.5 * (edges[1:] + edges[:-1]), histograms[0], histograms[1]
+
+
 def ramachandran(phi: np.ndarray, psi: np.ndarray, n_bins: int = 36) -> np.ndarray:
     """Normalised 2D histogram ``[n_bins, n_bins]`` of (φ, ψ) in radians over ``[−π, π)²``."""
     edges = np.linspace(-math.pi, math.pi, n_bins + 1)
