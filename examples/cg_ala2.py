@@ -101,18 +101,18 @@ def internal_coordinates(positions: np.ndarray) -> dict[str, np.ndarray]:
     return dict(zip([*names, "φ", "ψ"], values.T.numpy(), strict=True))
 
 
-def plot_internal_coordinates(reference: np.ndarray, simulated: dict[str, np.ndarray], path: Path) -> dict:
-    """One panel per bond, angle and dihedral: reference and CG histograms; their JS divergences."""
-    coordinates = {"reference": internal_coordinates(reference)} | {
-        name: internal_coordinates(x) for name, x in simulated.items()
-    }
+def plot_internal_coordinates(coordinates: dict[str, dict[str, np.ndarray]], path: Path) -> dict:
+    """One panel per bond, angle and dihedral: the ``"reference"`` entry of ``coordinates`` (by
+    :func:`internal_coordinates`) against every other; the Jensen–Shannon divergences."""
+    reference, simulated = (
+        coordinates["reference"],
+        {k: v for k, v in coordinates.items() if k != "reference"},
+    )
     figure, axes = plt.subplots(3, 3, figsize=(12, 9))
     divergences: dict[str, dict[str, float]] = {name: {} for name in simulated}
-    for axis, coordinate in zip(axes.ravel(), coordinates["reference"], strict=True):
-        for name in simulated:
-            centers, p, q = shared_histograms(
-                coordinates["reference"][coordinate], coordinates[name][coordinate]
-            )
+    for axis, coordinate in zip(axes.ravel(), reference, strict=True):
+        for name, values in simulated.items():
+            centers, p, q = shared_histograms(reference[coordinate], values[coordinate])
             divergences[name][coordinate] = jensen_shannon(p, q)
             axis.plot(centers, q, label=name)
         axis.plot(centers, p, color="black", label="reference")
@@ -121,11 +121,6 @@ def plot_internal_coordinates(reference: np.ndarray, simulated: dict[str, np.nda
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     return divergences
-
-
-def phi_psi(positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    angles = dihedrals(torch.as_tensor(positions.reshape(-1, 5, 3), dtype=torch.float64), PHI_PSI).numpy()
-    return angles[:, 0], angles[:, 1]
 
 
 def main() -> None:
@@ -179,11 +174,14 @@ def main() -> None:
     np.save(out / "cg_trajectory.npy", simulated["priors + network"].astype(np.float32))
 
     thermal_energy = boltzmann_constant("kcal/mol") * TEMPERATURE
-    angles = {"reference": phi_psi(reference)} | {name: phi_psi(x) for name, x in simulated.items()}
+    coordinates = {"reference": internal_coordinates(reference)} | {
+        name: internal_coordinates(x) for name, x in simulated.items()
+    }
+    angles = {name: (np.radians(c["φ"]), np.radians(c["ψ"])) for name, c in coordinates.items()}
     histograms = {name: ramachandran(*pair) for name, pair in angles.items()}
     populations = {name: state_populations(*pair) for name, pair in angles.items()}
     divergences = {name: jensen_shannon(histograms["reference"], histograms[name]) for name in models}
-    internal = plot_internal_coordinates(reference, simulated, out / "ala2_internal_coordinates.png")
+    internal = plot_internal_coordinates(coordinates, out / "ala2_internal_coordinates.png")
     summary = {
         "force_mse": losses,
         "jensen_shannon_internal_coordinates": internal,
