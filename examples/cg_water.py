@@ -4,10 +4,13 @@
    at the training temperature and at a second temperature; positions and forces are saved.
 2. Each molecule becomes one bead at its centre of mass (made whole across the boundary); the
    bead force is the sum of its atoms' forces (rigid-water constraint forces cancel in it).
-3. HIP-NN-TS is fitted to the bead forces of the training temperature (``configs/cg_water.yaml``).
+3. HIP-NN-TS is fitted to the bead forces of the training temperature on top of a pair
+   repulsion fitted to the closest approach of the training frames (``configs/cg_water.yaml``).
 4. CG Langevin (BAOAB) runs at both temperatures; the O–O (bead–bead) radial distribution
    function is compared with the mapped all-atom one: first-peak position and height, and a
    PNG per temperature in ``<out>/``; the frames and RDFs are kept in ``<out>/water_<T>K.npz``.
+   The closest bead pair of every saved CG frame is compared with the all-atom closest approach;
+   a run stops if two beads come closer than 0.7 of it (fusing).
 
 Run from the project root (about 40 min on 2 CPU cores with the defaults)::
 
@@ -25,7 +28,7 @@ import matplotlib
 import numpy as np
 import torch
 
-from pyg_hipts.cg import Mapping, run_langevin
+from pyg_hipts.cg import Mapping, closest_pairs, run_langevin
 from pyg_hipts.cg.analysis import first_peak, radial_distribution
 from pyg_hipts.timing import max_time
 from pyg_hipts.train.checkpoints import load_module, newest_checkpoint
@@ -38,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 WATER_MASSES = [15.999, 1.008, 1.008]
 KJ_PER_NM_TO_KCAL_PER_ANGSTROM = 0.1 / 4.184
 RDF_BIN_WIDTH = 0.05  # Å; first_peak places the peak between bin centres
+FUSION_FRACTION = 0.7  # a CG run stops when two beads come closer than this × the all-atom minimum
 
 
 def simulate_tip3p(
@@ -128,11 +132,14 @@ def main() -> None:
     mass = torch.tensor([sum(WATER_MASSES)] * beads.shape[1], dtype=torch.float64)
     z = torch.ones(beads.shape[1], dtype=torch.long)
     cell_tensor = torch.as_tensor(cell, dtype=torch.float64)
+    pbc = torch.ones(3, dtype=torch.bool)
+    closest = closest_pairs(4.0, cell_tensor, pbc)  # every bead of liquid water has a neighbour within 4 Å
     r_max = 0.5 * float(np.min(np.diag(cell))) - 0.01
     n_bins = round(r_max / RDF_BIN_WIDTH)
     summary = {}
     for temperature in args.temperatures:
         reference_positions = mapped[temperature][0]
+        reference_closest = float(closest(torch.as_tensor(reference_positions)).min())
         start = torch.as_tensor(reference_positions[-args.cg_replicas :], dtype=torch.float64)
         trajectory = run_langevin(
             model,
@@ -146,9 +153,11 @@ def main() -> None:
             n_steps=args.cg_steps,
             save_every=100,
             cell=cell_tensor,
-            pbc=torch.ones(3, dtype=torch.bool),
+            pbc=pbc,
+            min_distance=FUSION_FRACTION * reference_closest,
         )
         frames = trajectory.positions[len(trajectory.steps) // 4 :].reshape(-1, beads.shape[1], 3).numpy()
+        cg_closest = closest(torch.as_tensor(frames))[0].numpy()
         r, g_cg = radial_distribution(frames, cell, r_max, n_bins)
         _, g_ref = radial_distribution(reference_positions, cell, r_max, n_bins)
         np.savez(
@@ -168,11 +177,18 @@ def main() -> None:
             "peak_position_reference": r_ref,
             "peak_height_cg": h_cg,
             "peak_height_reference": h_ref,
+            "closest_pair_cg": float(cg_closest.min()),
+            "closest_pair_reference": reference_closest,
+            "cg_frames_closer_than_reference": int((cg_closest < reference_closest).sum()),
+            "cg_frames": len(frames),
         }
         print(
             f"{temperature:.0f} K ({seen}): first peak CG {r_cg:.3f} Å / {h_cg:.2f}, "
             f"all-atom {r_ref:.3f} Å / {h_ref:.2f} "
-            f"(Δr = {r_cg - r_ref:+.3f} Å, height {100 * (h_cg / h_ref - 1):+.1f} %)"
+            f"(Δr = {r_cg - r_ref:+.3f} Å, height {100 * (h_cg / h_ref - 1):+.1f} %); "
+            f"closest pair CG {cg_closest.min():.3f} Å, all-atom {reference_closest:.3f} Å; "
+            f"{int((cg_closest < reference_closest).sum())}/{len(frames)} CG frames "
+            "closer than the all-atom minimum"
         )
         figure, axis = plt.subplots(figsize=(5, 3.5))
         axis.plot(r, g_ref, color="black", label="all-atom TIP3P, mapped")

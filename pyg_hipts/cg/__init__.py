@@ -3,6 +3,7 @@
 from pyg_hipts.cg.langevin import BAOAB, SimulationError, Trajectory, boltzmann_constant, time_unit_in_fs
 from pyg_hipts.cg.mapping import Bead, Mapping, unwrap_group
 from pyg_hipts.cg.model import CGPotentialModule, PriorNetwork, fit_prior_terms
+from pyg_hipts.cg.pair_priors import PairRepulsion
 from pyg_hipts.cg.priors import (
     FourierDihedralMaps,
     FourierDihedrals,
@@ -14,7 +15,7 @@ from pyg_hipts.cg.priors import (
     dihedrals,
     distances,
 )
-from pyg_hipts.cg.simulate import model_forces, run_langevin
+from pyg_hipts.cg.simulate import closest_pairs, model_forces, run_langevin
 
 __all__ = [
     "BAOAB",
@@ -25,6 +26,7 @@ __all__ = [
     "HarmonicAngles",
     "HarmonicBonds",
     "Mapping",
+    "PairRepulsion",
     "PriorEnergy",
     "PriorNetwork",
     "Repulsion",
@@ -32,6 +34,7 @@ __all__ = [
     "Trajectory",
     "angles",
     "boltzmann_constant",
+    "closest_pairs",
     "dihedrals",
     "distances",
     "fit_prior_terms",

@@ -58,6 +58,11 @@ class BAOAB:
         max_displacement: the largest move of a bead in one step before the run is stopped as
             blown up (length unit).
         seed: of the random forces.
+        closest_pair: ``x [R, n, 3] -> (distance [R], bead i [R], bead j [R])``, the closest pair
+            of beads of each replica; with ``min_distance``, the run stops when a pair comes
+            closer than it (beads fusing: e.g. the smallest distance of the reference data).
+        min_distance: the smallest distance allowed between two beads (length unit).
+        check_every: steps between two ``closest_pair`` checks.
     """
 
     def __init__(
@@ -69,6 +74,9 @@ class BAOAB:
         thermal_energy: float,
         max_displacement: float = 1.0,
         seed: int = 0,
+        closest_pair: Callable[[Tensor], tuple[Tensor, Tensor, Tensor]] | None = None,
+        min_distance: float | None = None,
+        check_every: int = 10,
     ):
         if timestep <= 0 or friction < 0 or thermal_energy <= 0:
             raise ValueError("need timestep > 0, friction >= 0 and thermal_energy > 0")
@@ -79,6 +87,9 @@ class BAOAB:
         self.max_displacement = max_displacement
         self.c1 = math.exp(-friction * timestep)
         self.generator = torch.Generator().manual_seed(seed)
+        if (closest_pair is None) != (min_distance is None):
+            raise ValueError("closest_pair and min_distance are given together or not at all")
+        self.closest_pair, self.min_distance, self.check_every = closest_pair, min_distance, check_every
 
     def initial_velocities(self, like: Tensor) -> Tensor:
         """Maxwell–Boltzmann velocities ``[R, n, 3]`` at ``kT``."""
@@ -94,6 +105,17 @@ class BAOAB:
                 f"step {step}, replica {replica}, bead {bead}: position {x[replica, bead].tolist()}, "
                 f"force {force[replica, bead].tolist()}, moved {float(moved[replica, bead]):.3g} in one step "
                 f"(limit {self.max_displacement}); {int(bad.sum())} beads affected"
+            )
+
+    def _check_fusion(self, step: int, x: Tensor) -> None:
+        distance, first, second = self.closest_pair(x)
+        fused = distance < self.min_distance
+        if bool(fused.any()):
+            replica = int(fused.nonzero()[0])
+            raise SimulationError(
+                f"step {step}, replica {replica}: beads {int(first[replica])} and {int(second[replica])} "
+                f"are {float(distance[replica]):.3g} apart, closer than the limit {self.min_distance:.3g}; "
+                f"{int(fused.sum())} replicas affected"
             )
 
     def run(
@@ -118,6 +140,8 @@ class BAOAB:
             force = self.forces(x).detach()
             v = v + 0.5 * dt * force / masses
             self._check(step, x, (x - start).norm(dim=-1), force)
+            if self.closest_pair is not None and step % self.check_every == 0:
+                self._check_fusion(step, x)
             if step % save_every == 0:
                 saved_x.append(x.clone())
                 saved_v.append(v.clone())

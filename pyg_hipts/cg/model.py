@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from torch_geometric.data import Batch
 
 from pyg_hipts.cg.langevin import boltzmann_constant
+from pyg_hipts.cg.pair_priors import PairRepulsion
 from pyg_hipts.cg.priors import (
     FourierDihedralMaps,
     FourierDihedrals,
@@ -30,20 +31,43 @@ from pyg_hipts.train.module import MODEL_OPTIONS, PotentialModule
 
 
 class PriorNetwork(nn.Module):
-    """``network`` (a :class:`HipNN`) plus ``prior`` (a :class:`PriorEnergy`).
+    """``network`` (a :class:`HipNN`) plus priors: ``prior`` (a :class:`PriorEnergy` over a
+    fixed topology) and ``pair_prior`` (a :class:`PairRepulsion` over all close pairs), either
+    of which may be ``None``.
 
     ``with_network=False`` leaves the network out of every prediction (see :meth:`priors_only`).
     """
 
-    def __init__(self, network: HipNN, prior: PriorEnergy, with_network: bool = True):
+    def __init__(
+        self,
+        network: HipNN,
+        prior: PriorEnergy | None,
+        pair_prior: PairRepulsion | None = None,
+        with_network: bool = True,
+    ):
         super().__init__()
-        self.network, self.prior = network, prior
+        if prior is None and pair_prior is None:
+            raise ValueError("a prior network needs a topology prior, a pair prior or both")
+        self.network, self.prior, self.pair_prior = network, prior, pair_prior
         self.species = network.species
         self.with_network = with_network
 
     def priors_only(self) -> PriorNetwork:
         """The same priors without the network (sharing their modules), to see what it adds."""
-        return PriorNetwork(self.network, self.prior, with_network=False)
+        return PriorNetwork(self.network, self.prior, self.pair_prior, with_network=False)
+
+    def prior_energy(
+        self, z: Tensor, pos: Tensor, batch: Tensor, cell: Tensor | None, pbc: Tensor | None
+    ) -> Tensor:
+        """The priors' energy ``[B, 1]`` of a flat batch."""
+        n_structures = int(batch[-1]) + 1
+        energy = torch.zeros(n_structures, 1, dtype=pos.dtype, device=pos.device)
+        if self.prior is not None:
+            energy = energy + self.prior(pos, n_structures).to(pos.dtype)
+        if self.pair_prior is not None:
+            types = self.network.species_index(z)
+            energy = energy + self.pair_prior(types, pos, batch, n_structures, cell, pbc).to(pos.dtype)
+        return energy
 
     def set_reference_energies(self, per_species: Tensor, decay_factor: float = 1.0) -> None:
         self.network.set_reference_energies(per_species, decay_factor)
@@ -68,7 +92,7 @@ class PriorNetwork(nn.Module):
         if forces and not pos.requires_grad:
             pos = pos.detach().requires_grad_(True)
         with torch.set_grad_enabled(forces or torch.is_grad_enabled()):
-            energy = self.prior(pos, int(batch[-1]) + 1).to(pos.dtype)
+            energy = self.prior_energy(z, pos, batch, cell, pbc)
             if self.with_network:
                 out = self.network.predict(z, pos, batch, cell=cell, pbc=pbc, forces=False)
                 energy = out.energy + energy.to(out.energy.dtype)
@@ -140,6 +164,10 @@ class CGPotentialModule(PotentialModule):
         temperature: of the reference simulation, in kelvin (``kT`` in the data's energy unit).
         n_dihedral_terms: Fourier terms per dihedral (and per angle of a dihedral map).
         repulsion_power: ``p`` of ``(σ/r)^p``.
+        pair_repulsion_cutoff: when given, a :class:`PairRepulsion` acts on every pair of beads
+            closer than this (periodic images included; for liquids), fitted on the training
+            frames like the other priors.
+        pair_repulsion_power: its ``p``.
         species, model and training options: as :class:`~pyg_hipts.train.PotentialModule`
             (``energy_weight`` is unused: coarse-grained data has forces only).
     """
@@ -154,9 +182,11 @@ class CGPotentialModule(PotentialModule):
         temperature: float = 300.0,
         n_dihedral_terms: int = 3,
         repulsion_power: int = 6,
+        pair_repulsion_cutoff: float | None = None,
+        pair_repulsion_power: int = 12,
         **options: Any,
     ) -> None:
-        if not (bonds or angles or dihedrals or dihedral_maps or repulsion_pairs):
+        if not (bonds or angles or dihedrals or dihedral_maps or repulsion_pairs or pair_repulsion_cutoff):
             raise ValueError("a coarse-grained model needs at least one prior term")
         super().__init__(**options)
 
@@ -171,9 +201,16 @@ class CGPotentialModule(PotentialModule):
             hp.n_dihedral_terms,
             hp.repulsion_power,
         )
-        n_beads = 1 + max(int(term.index.max()) for term in terms)
         network = HipNN(species, **{name: hp[name] for name in MODEL_OPTIONS})
-        return PriorNetwork(network, PriorEnergy(terms, n_beads))
+        prior = None
+        if terms:
+            prior = PriorEnergy(terms, n_beads=1 + max(int(term.index.max()) for term in terms))
+        pair_prior = None
+        if hp.pair_repulsion_cutoff:
+            cutoff = hp.pair_repulsion_cutoff
+            placeholder = torch.full((len(species), len(species)), 0.5 * cutoff)
+            pair_prior = PairRepulsion(placeholder.tolist(), 0.0, cutoff, hp.pair_repulsion_power)
+        return PriorNetwork(network, prior, pair_prior)
 
     def on_fit_start(self) -> None:
         """Fit the priors on the training frames (unless resuming), then the base class's start."""
@@ -181,11 +218,31 @@ class CGPotentialModule(PotentialModule):
         if self.trainer.ckpt_path is not None:
             return
         frames = self.trainer.datamodule.train_dataset
-        pos = torch.stack([frame.pos for frame in frames]).double()
         thermal_energy = boltzmann_constant(self.units.energy) * self.hparams.temperature
-        fit_prior_terms(list(self.model.prior.terms), pos, thermal_energy)
+        if self.model.prior is not None:
+            pos = torch.stack([frame.pos for frame in frames]).double()
+            fit_prior_terms(list(self.model.prior.terms), pos, thermal_energy)
+        if self.model.pair_prior is not None:
+            self.fit_pair_prior(frames, thermal_energy)
         if self.ema_model is not None:
             self.ema_model.load_state_dict(self.model.state_dict())
         rank_zero_info(
             f"Priors fitted by Boltzmann inversion on {len(frames)} frames at kT = {thermal_energy:.4g}"
         )
+
+    def fit_pair_prior(self, frames, thermal_energy: float) -> None:
+        """Fit the pair repulsion on the training ``frames`` and copy it into the model."""
+        model = self.model
+        species_index = model.network.species_index
+        fitted = PairRepulsion.fit(
+            (
+                (species_index(frame.z), frame.pos, getattr(frame, "cell", None), getattr(frame, "pbc", None))
+                for frame in frames
+            ),
+            n_types=len(model.species),
+            thermal_energy=thermal_energy,
+            cutoff=model.pair_prior.cutoff,
+            power=model.pair_prior.power,
+        )
+        for name, buffer in fitted.named_buffers():
+            getattr(model.pair_prior, name).copy_(buffer)

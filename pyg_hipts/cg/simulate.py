@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from pyg_hipts.cg.langevin import BAOAB, Trajectory, boltzmann_constant, time_unit_in_fs
+from pyg_hipts.data.periodic import neighbour_pairs, pair_distances
 
 
 def model_forces(
@@ -28,6 +29,38 @@ def model_forces(
     return forces
 
 
+def closest_pairs(
+    within: float, cell: Tensor | None = None, pbc: Tensor | None = None
+) -> Callable[[Tensor], tuple[Tensor, Tensor, Tensor]]:
+    """``x [R, n, 3] -> (distance [R], i [R], j [R])``: the closest pair of beads of each
+    replica among the pairs closer than ``within`` (periodic images included with ``cell [3, 3]``
+    and ``pbc [3]``); ``inf`` and ``-1`` for replicas with no such pair."""
+
+    def closest(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        replicas, n = x.shape[:2]
+        pos = x.reshape(-1, 3)
+        batch = torch.arange(replicas, device=x.device).repeat_interleave(n)
+        periodic = (None, None) if cell is None else (cell.expand(replicas, 3, 3), pbc.expand(replicas, 3))
+        edge_index, shifts, _ = neighbour_pairs(pos, batch, within, *periodic)
+        r = pair_distances(pos, edge_index, shifts)
+        distance = torch.full((replicas,), float("inf"), dtype=r.dtype, device=r.device)
+        bead_i, bead_j = torch.full((2, replicas), -1, dtype=torch.long, device=r.device)
+        if r.numel() == 0:
+            return distance, bead_i, bead_j
+        owner = batch[edge_index[1]]
+        distance = distance.scatter_reduce(0, owner, r, reduce="amin")
+        pair_ids = torch.arange(len(r), device=r.device)
+        closest_ids = torch.full((replicas,), len(r), device=r.device)
+        is_closest = r == distance[owner]
+        closest_ids = closest_ids.scatter_reduce(0, owner[is_closest], pair_ids[is_closest], reduce="amin")
+        found = closest_ids < len(r)
+        bead_i[found] = edge_index[1, closest_ids[found]] % n
+        bead_j[found] = edge_index[0, closest_ids[found]] % n
+        return distance, bead_i, bead_j
+
+    return closest
+
+
 def run_langevin(
     model: nn.Module,
     z: Tensor,
@@ -43,11 +76,14 @@ def run_langevin(
     cell: Tensor | None = None,
     pbc: Tensor | None = None,
     seed: int = 0,
+    min_distance: float | None = None,
 ) -> Trajectory:
     """BAOAB dynamics of ``start [R, n, 3]`` at ``temperature`` (K) with the model's forces.
 
     The time step is given in fs and the friction in 1/ps, converted to the model's time unit
-    (:func:`time_unit_in_fs`); lengths and energies are the model's, masses in amu.
+    (:func:`time_unit_in_fs`); lengths and energies are the model's, masses in amu. With
+    ``min_distance`` the run stops (:class:`SimulationError`) when two beads come closer than it
+    (checked every 10 steps).
     """
     unit_fs = time_unit_in_fs(energy_unit)
     integrator = BAOAB(
@@ -57,5 +93,7 @@ def run_langevin(
         friction=friction_per_ps * unit_fs / 1000.0,
         thermal_energy=boltzmann_constant(energy_unit) * temperature,
         seed=seed,
+        closest_pair=None if min_distance is None else closest_pairs(min_distance, cell, pbc),
+        min_distance=min_distance,
     )
     return integrator.run(start, n_steps, save_every)

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 from vesin import NeighborList
 
-from .graph import target_order
+from .graph import radius_graph, target_order
 
 
 def periodic_radius_graph(
@@ -55,6 +55,27 @@ def periodic_radius_graph(
     edge_index, image_index, owner = edge_index[:, order], image_index[order], owner[order]
     shifts = torch.einsum("pk,pkc->pc", image_index.to(cell.dtype), cell[owner])
     return edge_index, shifts, image_index
+
+
+def neighbour_pairs(
+    pos: Tensor, batch: Tensor, cutoff: float, cell: Tensor | None = None, pbc: Tensor | None = None
+) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """Pairs within ``cutoff`` of a batch, periodic when ``cell [B, 3, 3]`` and ``pbc [B, 3]``
+    make any direction periodic (:func:`periodic_radius_graph`), open otherwise
+    (:func:`~pyg_hipts.data.graph.radius_graph`).
+
+    Returns ``edge_index [2, P]``, Cartesian shifts ``[P, 3]`` and integer image shifts
+    ``[P, 3]``; both shifts are ``None`` for open structures.
+    """
+    if cell is not None and pbc is not None and bool(pbc.any()):
+        return periodic_radius_graph(pos, cell, pbc, cutoff, batch)
+    return radius_graph(pos, cutoff, batch), None, None
+
+
+def pair_distances(pos: Tensor, edge_index: Tensor, shifts: Tensor | None = None) -> Tensor:
+    """``[P]`` distances ``|pos_j − pos_i (+ shift)|`` of pairs ``(j, i)`` in ``edge_index``."""
+    vec = pos[edge_index[0]] - pos[edge_index[1]]
+    return torch.linalg.vector_norm(vec if shifts is None else vec + shifts, dim=-1)
 
 
 def _check_cell(box: np.ndarray, periodic: np.ndarray, index: int) -> None:

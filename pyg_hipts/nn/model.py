@@ -9,8 +9,8 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.data import Batch
 
-from ..data.graph import PairList, build_pair_list, radius_graph, validate_atoms
-from ..data.periodic import periodic_radius_graph
+from ..data.graph import PairList, build_pair_list, validate_atoms
+from ..data.periodic import neighbour_pairs
 from .energy import HierarchicalEnergy
 from .interaction import HipInteraction
 from .layers import Residual, atom_layer
@@ -142,11 +142,8 @@ class HipNN(nn.Module):
 
         With ``cell [B, 3, 3]`` and ``pbc [B, 3]`` periodic images are included (vesin).
         """
-        if cell is not None and pbc is not None and bool(pbc.any()):
-            edge_index, shifts, images = periodic_radius_graph(pos, cell, pbc, self.dist_hard_max, batch)
-            pairs = build_pair_list(pos, edge_index, shifts, images)
-        else:
-            pairs = build_pair_list(pos, radius_graph(pos, self.dist_hard_max, batch))
+        edge_index, shifts, images = neighbour_pairs(pos, batch, self.dist_hard_max, cell, pbc)
+        pairs = build_pair_list(pos, edge_index, shifts, images)
         self.interactions[0].sensitivity.warn_if_too_close(pairs.dist)
         return pairs
 
