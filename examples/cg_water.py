@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from pyg_hipts.cg import Mapping, closest_pairs, run_langevin
-from pyg_hipts.cg.analysis import first_peak, radial_distribution
+from pyg_hipts.cg.analysis import close_pair_counts, first_peak, radial_distribution
 from pyg_hipts.timing import max_time
 from pyg_hipts.train.checkpoints import load_module, newest_checkpoint
 from pyg_hipts.train.cli import run_cli
@@ -145,7 +145,8 @@ def main() -> None:
         )
     checkpoint = args.checkpoint or newest_checkpoint(out, "best.ckpt")
     print(f"simulating {checkpoint}", flush=True)
-    model = load_module(checkpoint).eval_model.double()
+    module = load_module(checkpoint)
+    model, blind_below = module.eval_model.double(), module.hparams.dist_soft_min
 
     mass = torch.tensor([sum(WATER_MASSES)] * beads.shape[1], dtype=torch.float64)
     z = torch.ones(beads.shape[1], dtype=torch.long)
@@ -176,6 +177,8 @@ def main() -> None:
         )
         frames = trajectory.positions[len(trajectory.steps) // 4 :].reshape(-1, beads.shape[1], 3).numpy()
         cg_closest = closest(torch.as_tensor(frames))[0].numpy()
+        close_counts = close_pair_counts(frames, cell, blind_below)
+        thirds = [float(part.mean()) for part in np.array_split(close_counts, 3)]
         r, g_cg = radial_distribution(frames, cell, r_max, n_bins)
         _, g_ref = radial_distribution(reference_positions, cell, r_max, n_bins)
         np.savez(
@@ -199,6 +202,7 @@ def main() -> None:
             "closest_pair_reference": reference_closest,
             "cg_frames_closer_than_reference": int((cg_closest < reference_closest).sum()),
             "cg_frames": len(frames),
+            f"cg_pairs_under_{blind_below}_per_frame_by_thirds": thirds,
         }
         print(
             f"{temperature:.0f} K ({seen}): first peak CG {r_cg:.3f} Å / {h_cg:.2f}, "
@@ -206,7 +210,8 @@ def main() -> None:
             f"(Δr = {r_cg - r_ref:+.3f} Å, height {100 * (h_cg / h_ref - 1):+.1f} %); "
             f"closest pair CG {cg_closest.min():.3f} Å, all-atom {reference_closest:.3f} Å; "
             f"{int((cg_closest < reference_closest).sum())}/{len(frames)} CG frames "
-            "closer than the all-atom minimum"
+            "closer than the all-atom minimum; pairs under the network's "
+            f"{blind_below} Å floor per frame, by thirds of the run: {', '.join(f'{t:.2f}' for t in thirds)}"
         )
         figure, axis = plt.subplots(figsize=(5, 3.5))
         axis.plot(r, g_ref, color="black", label="all-atom TIP3P, mapped")

@@ -209,3 +209,17 @@ def _closest_oxygens(coords: np.ndarray, cells: np.ndarray) -> np.ndarray:
     vectors = vectors - edge * np.round(vectors / edge)
     distances = np.linalg.norm(vectors, axis=-1) + np.eye(coords.shape[1]) * 1e3
     return distances.min(axis=(1, 2))
+
+
+def test_close_pair_counts_use_the_minimum_image() -> None:
+    from pyg_hipts.cg.analysis import close_pair_counts
+
+    cell = np.eye(3) * 10.0
+    frames = np.array(
+        [
+            [[0.5, 5.0, 5.0], [9.7, 5.0, 5.0], [3.0, 5.0, 5.0], [4.5, 5.0, 5.0]],  # 0.8 across x, 1.5
+            [[0.5, 5.0, 5.0], [5.0, 5.0, 5.0], [5.0, 0.2, 5.0], [5.0, 8.4, 5.0]],  # 1.8 across y
+        ]
+    )
+    assert close_pair_counts(frames, cell, 1.0).tolist() == [1, 0]
+    assert close_pair_counts(frames, cell, 2.0).tolist() == [2, 1]

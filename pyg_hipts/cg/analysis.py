@@ -1,6 +1,7 @@
 """Structural analysis of coarse-grained trajectories, compared with a reference.
 
-- radial distribution function ``g(r)`` of a periodic box (minimum image, cubic or triclinic);
+- radial distribution function ``g(r)`` of a periodic box (minimum image, cubic or triclinic),
+  and the number of close pairs per frame;
 - histograms of bonds, angles and dihedrals;
 - the Ramachandran free-energy surface ``F(φ, ψ) = −kT ln p(φ, ψ)`` with the populations of the
   α (``φ < 0``, ``−120° ≤ ψ < 50°``), β (``φ < 0``, ``ψ ≥ 50°`` or ``ψ < −120°``) and αL
@@ -15,6 +16,18 @@ import math
 import numpy as np
 
 
+def _pair_distances(positions: np.ndarray, cell: np.ndarray):
+    """Minimum-image distances ``[n(n−1)/2]`` of every frame of ``positions [F, n, 3]``, one frame
+    at a time."""
+    cell = np.asarray(cell, dtype=np.float64)
+    first, second = np.triu_indices(positions.shape[1], k=1)
+    inverse = np.linalg.inv(cell)
+    for frame in np.asarray(positions, dtype=np.float64):
+        delta = frame[second] - frame[first]
+        delta -= np.round(delta @ inverse) @ cell
+        yield np.linalg.norm(delta, axis=1)
+
+
 def radial_distribution(
     positions: np.ndarray, cell: np.ndarray, r_max: float, n_bins: int = 100
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -27,19 +40,20 @@ def radial_distribution(
     widths = volume / np.linalg.norm(np.cross(cell[[1, 2, 0]], cell[[2, 0, 1]]), axis=1)
     if r_max > 0.5 * widths.min():
         raise ValueError(f"r_max {r_max} exceeds half the cell's smallest width {0.5 * widths.min():.3f}")
-    positions = np.asarray(positions, dtype=np.float64)
     n = positions.shape[1]
-    first, second = np.triu_indices(n, k=1)
-    inverse = np.linalg.inv(cell)
     edges = np.linspace(0.0, r_max, n_bins + 1)
     counts = np.zeros(n_bins)
-    for frame in positions:
-        delta = frame[second] - frame[first]
-        delta -= np.round(delta @ inverse) @ cell
-        counts += np.histogram(np.linalg.norm(delta, axis=1), bins=edges)[0]
+    for distances in _pair_distances(positions, cell):
+        counts += np.histogram(distances, bins=edges)[0]
     shell = 4.0 / 3.0 * math.pi * (edges[1:] ** 3 - edges[:-1] ** 3)
     ideal = len(positions) * 0.5 * n * (n - 1) / volume * shell
     return 0.5 * (edges[1:] + edges[:-1]), counts / ideal
+
+
+def close_pair_counts(positions: np.ndarray, cell: np.ndarray, distance: float) -> np.ndarray:
+    """``[F]`` number of bead pairs closer than ``distance`` (minimum image) in each frame of
+    ``positions [F, n, 3]``: beads fusing show as counts that grow along a run."""
+    return np.array([int((d < distance).sum()) for d in _pair_distances(positions, cell)])
 
 
 def first_peak(r: np.ndarray, g: np.ndarray) -> tuple[float, float]:
