@@ -8,8 +8,16 @@ import torch
 from pyg_hipts.nn import HipNN
 
 
-def _model(l_max: int, seed: int = 0, **kwargs) -> HipNN:
+def _model(l_max: int | str, seed: int = 0, **kwargs) -> HipNN:
+    """A small float64 model; ``l_max="complete"`` is ``l_max = 2`` with the complete invariants,
+    their scales drawn at random (they start at zero) so that they count in every check."""
     torch.manual_seed(seed)
+    if l_max == "complete":
+        model = _model(2, seed, tensor_invariants="complete", **kwargs)
+        with torch.no_grad():
+            for interaction in model.interactions:
+                interaction.higher_scale.normal_(std=0.1)
+        return model
     options = dict(
         n_features=16,
         n_sensitivities=8,
@@ -30,18 +38,18 @@ def _rotation(seed: int) -> torch.Tensor:
     return q if torch.det(q) > 0 else -q
 
 
-@pytest.mark.parametrize("l_max", [0, 1, 2])
+@pytest.mark.parametrize("l_max", [0, 1, 2, "complete"])
 def test_rotation_translation_invariance_and_force_equivariance(l_max, mixed_batch):
     z, pos, batch = mixed_batch
     model = _model(l_max)
-    rot, shift = _rotation(l_max), torch.tensor([1.7, -3.2, 0.4], dtype=torch.float64)
+    rot, shift = _rotation(5), torch.tensor([1.7, -3.2, 0.4], dtype=torch.float64)
     out = model.predict(z, pos, batch)
     moved = model.predict(z, pos @ rot.T + shift, batch)
     torch.testing.assert_close(moved.energy, out.energy, rtol=1e-12, atol=1e-10)
     torch.testing.assert_close(moved.forces, out.forces @ rot.T, rtol=1e-9, atol=1e-10)
 
 
-@pytest.mark.parametrize("l_max", [0, 2])
+@pytest.mark.parametrize("l_max", [0, 2, "complete"])
 def test_reflection_invariance(l_max, mixed_batch):
     z, pos, batch = mixed_batch
     model = _model(l_max)
@@ -49,7 +57,7 @@ def test_reflection_invariance(l_max, mixed_batch):
     torch.testing.assert_close(model(z, pos @ mirror, batch), model(z, pos, batch), rtol=1e-12, atol=1e-10)
 
 
-@pytest.mark.parametrize("l_max", [0, 1, 2])
+@pytest.mark.parametrize("l_max", [0, 1, 2, "complete"])
 def test_permutation_invariance(l_max, mixed_batch):
     z, pos, batch = mixed_batch
     model = _model(l_max)
@@ -67,7 +75,7 @@ def test_permutation_invariance(l_max, mixed_batch):
     torch.testing.assert_close(shuffled.atom_energies, out.atom_energies[perm], rtol=1e-9, atol=1e-10)
 
 
-@pytest.mark.parametrize("l_max", [0, 1, 2])
+@pytest.mark.parametrize("l_max", [0, 1, 2, "complete"])
 def test_forces_match_finite_differences(l_max, mixed_batch):
     z, pos, batch = mixed_batch
     model = _model(l_max, sensitivity_type="gaussian" if l_max == 1 else "inverse")
@@ -81,7 +89,7 @@ def test_forces_match_finite_differences(l_max, mixed_batch):
         torch.testing.assert_close(forces[atom, axis], -derivative, rtol=1e-6, atol=1e-8)
 
 
-@pytest.mark.parametrize("l_max", [0, 2])
+@pytest.mark.parametrize("l_max", [0, 2, "complete"])
 def test_energy_of_a_structure_does_not_depend_on_the_batch(l_max, mixed_batch):
     z, pos, batch = mixed_batch
     model = _model(l_max)
@@ -93,7 +101,7 @@ def test_energy_of_a_structure_does_not_depend_on_the_batch(l_max, mixed_batch):
         torch.testing.assert_close(alone.forces, together.forces[mask], rtol=1e-10, atol=1e-11)
 
 
-@pytest.mark.parametrize("l_max", [0, 1, 2])
+@pytest.mark.parametrize("l_max", [0, 1, 2, "complete"])
 def test_fused_and_plain_message_passing_agree_to_second_derivatives(l_max, mixed_batch):
     z, pos, batch = mixed_batch
     fused, plain = _model(l_max), _model(l_max, fused=False)

@@ -13,6 +13,16 @@ with ``‖b‖ = sqrt(Σ_α b_α² + ε)``, ``‖c‖`` the Frobenius norm ``sqr
 The quadrupole is stored by its five free components ``(xx, xy, xz, yy, yz)``, for which
 ``Σ_{αβ} c_{αβ}² = 2 (Σ_k c_k² + c_xx c_yy)``.
 
+The two norms see at most three bodies (the centre and two neighbours) per channel. With
+``tensor_invariants="complete"`` (``l_max = 2``) every channel also gets the three invariants
+that complete the O(3) integrity basis of one vector and one traceless symmetric tensor, as in
+HIP-HOP-NN (Allen et al. 2025)::
+
+    out_i    += t₃ ⊙ (bᵀ c b) + t₄ ⊙ tr(c³) + t₅ ⊙ ‖c b‖²
+
+(four and five bodies; polynomials, so smooth everywhere; ``t₃..t₅`` start at zero, i.e. the
+layer starts as HIP-NN-TS). ``tr(c³) = 3 det c`` because ``c`` is traceless.
+
 Cost: contracting ``x_j W`` first (``N·f_in·ν·f_out``) leaves a per-pair message of width
 ``f_out``; the tensor channels then cost ``P·(1+3+5)·f_out`` instead of the
 ``P·(1+3+5)·ν·f_in`` of summing the environment first. The fused path evaluates the messages
@@ -30,6 +40,7 @@ from ..data.graph import PairList
 from .sensitivity import make_sensitivity
 
 N_COMPONENTS = {0: 1, 1: 4, 2: 9}
+TENSOR_INVARIANTS = ("norms", "complete")
 
 
 def angular_basis(unit: Tensor, l_max: int) -> Tensor:
@@ -58,6 +69,30 @@ def tensor_norms(components: Tensor, l_max: int, eps: float) -> tuple[Tensor, Te
     return scalar, vector_norm, quad_norm
 
 
+def quadrupole_matrix(quad: Tensor) -> Tensor:
+    """Five components ``(xx, xy, xz, yy, yz)`` ``[N, 5, f]`` -> symmetric traceless ``[N, f, 3, 3]``."""
+    xx, xy, xz, yy, yz = quad.unbind(1)
+    rows = [
+        torch.stack([xx, xy, xz], -1),
+        torch.stack([xy, yy, yz], -1),
+        torch.stack([xz, yz, -xx - yy], -1),
+    ]
+    return torch.stack(rows, -2)
+
+
+def higher_invariants(components: Tensor) -> Tensor:
+    """``bᵀ c b``, ``tr(c³)`` and ``‖c b‖²`` per channel of ``[N, 9, f]`` sums -> ``[N, 3, f]``."""
+    vector = components[:, 1:4].transpose(1, 2)  # [N, f, 3]
+    quad = quadrupole_matrix(components[:, 4:9])  # [N, f, 3, 3]
+    quad_vector = torch.einsum("nfab,nfb->nfa", quad, vector)
+    projected = (vector * quad_vector).sum(-1)
+    xx, xy, xz, yy, yz = components[:, 4:9].unbind(1)
+    zz = -xx - yy
+    determinant = xx * (yy * zz - yz * yz) - xy * (xy * zz - yz * xz) + xz * (xy * yz - yy * xz)
+    cubic = 3.0 * determinant
+    return torch.stack([projected, cubic, quad_vector.square().sum(-1)], dim=1)
+
+
 def _padded(values: Tensor, pairs: PairList) -> Tensor:
     """Scatter per-pair rows ``[P, ...]`` into neighbour-list padding ``[N, K, ...]`` (zeros)."""
     out = values.new_zeros(pairs.n_atoms, pairs.max_neighbours, *values.shape[1:])
@@ -73,6 +108,8 @@ class HipInteraction(MessagePassing):
         l_max: tensor order, 0 (HIP-NN), 1 or 2 (HIP-NN-TS).
         sensitivity_type: ``"inverse"`` or ``"gaussian"``.
         cusp_reg: ``ε`` inside the tensor norms.
+        tensor_invariants: ``"norms"`` (HIP-NN-TS) or ``"complete"`` (adds the three higher
+            invariants of the module docstring; needs ``l_max = 2``).
 
     ``forward(x [N, f_in], pairs) -> [N, f_out]`` (no activation). Passing
     ``fused=False`` evaluates the same sums through PyG's plain message / aggregate path.
@@ -89,10 +126,17 @@ class HipInteraction(MessagePassing):
         l_max: int = 0,
         sensitivity_type: str = "inverse",
         cusp_reg: float = 1e-6,
+        tensor_invariants: str = "norms",
     ):
         super().__init__(aggr="sum", node_dim=0)
         if l_max not in N_COMPONENTS:
             raise ValueError(f"l_max must be 0, 1 or 2, got {l_max}")
+        if tensor_invariants not in TENSOR_INVARIANTS:
+            raise ValueError(
+                f"tensor_invariants must be one of {TENSOR_INVARIANTS}, got {tensor_invariants!r}"
+            )
+        if tensor_invariants == "complete" and l_max != 2:
+            raise ValueError(f"tensor_invariants='complete' needs l_max = 2, got l_max = {l_max}")
         self.in_features, self.out_features, self.l_max = in_features, out_features, l_max
         self.n_sensitivities, self.cusp_reg = n_sensitivities, cusp_reg
         self.sensitivity = make_sensitivity(
@@ -102,6 +146,8 @@ class HipInteraction(MessagePassing):
         self.self_interaction = nn.Linear(in_features, out_features)
         self.vector_scale = nn.Parameter(torch.empty(out_features)) if l_max >= 1 else None
         self.quad_scale = nn.Parameter(torch.empty(out_features)) if l_max >= 2 else None
+        complete = tensor_invariants == "complete"
+        self.higher_scale = nn.Parameter(torch.empty(3, out_features)) if complete else None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -113,6 +159,8 @@ class HipInteraction(MessagePassing):
         for scale in (self.vector_scale, self.quad_scale):
             if scale is not None:
                 nn.init.normal_(scale)
+        if self.higher_scale is not None:
+            nn.init.zeros_(self.higher_scale)
 
     def regularization_parameters(self) -> list[Tensor]:
         return [self.weight, self.self_interaction.weight]
@@ -134,6 +182,8 @@ class HipInteraction(MessagePassing):
             out = out + self.vector_scale * vector_norm
         if quad_norm is not None:
             out = out + self.quad_scale * quad_norm
+        if self.higher_scale is not None:
+            out = out + (self.higher_scale * higher_invariants(sums)).sum(1)
         return out
 
     def message(self, y_j: Tensor, sense: Tensor, basis: Tensor) -> Tensor:

@@ -72,6 +72,9 @@ class HipNN(nn.Module):
         l_max: tensor sensitivity order: 0 = HIP-NN, 1 = vectors, 2 = vectors and quadrupoles.
         resnet: residual form of every layer (hippynn's default).
         cusp_reg: ``ε`` inside the tensor norms.
+        tensor_invariants: ``"norms"`` (HIP-NN-TS: ``‖b‖`` and ``‖c‖`` per channel) or
+            ``"complete"`` (adds ``bᵀcb``, ``tr c³``, ``‖cb‖²``; ``l_max = 2``), see
+            :mod:`.interaction`.
         sensitivity_type: ``"inverse"`` (Gaussians in ``1/d``) or ``"gaussian"`` (in ``d``).
         fused: evaluate interactions with padded batched products (fast) instead of PyG's
             gather / scatter path (same numbers).
@@ -93,6 +96,7 @@ class HipNN(nn.Module):
         l_max: int = 2,
         resnet: bool = True,
         cusp_reg: float = 1e-6,
+        tensor_invariants: str = "norms",
         sensitivity_type: str = "inverse",
         fused: bool = True,
         trainable_reference_energies: bool = False,
@@ -118,6 +122,7 @@ class HipNN(nn.Module):
                 l_max,
                 sensitivity_type,
                 cusp_reg,
+                tensor_invariants,
             )
             layers = [Residual(interaction, width_in, width_out, width_out, self.activation, resnet)]
             layers += [

@@ -23,8 +23,8 @@ class PotentialModule(EnergyForceModule):
     Args:
         species: atomic numbers the model knows; by default those of the data module.
         n_features, n_sensitivities, dist_soft_min, dist_soft_max, dist_hard_max,
-        n_interaction_layers, n_atom_layers, l_max, resnet, cusp_reg, sensitivity_type, fused,
-            trainable_reference_energies:
+        n_interaction_layers, n_atom_layers, l_max, resnet, cusp_reg, tensor_invariants,
+        sensitivity_type, fused, trainable_reference_energies:
             the :class:`HipNN` hyper-parameters (lengths in the data's length unit).
         training_options: those of :class:`EnergyForceModule` (``energy_weight``,
             ``force_weight``, ``loss``, ``lr``, ``ema_decay``, ...).
@@ -43,6 +43,7 @@ class PotentialModule(EnergyForceModule):
         l_max: int = 2,
         resnet: bool = True,
         cusp_reg: float = 1e-6,
+        tensor_invariants: str = "norms",
         sensitivity_type: str = "inverse",
         fused: bool = True,
         trainable_reference_energies: bool = False,
