@@ -21,7 +21,7 @@ HIP-HOP-NN (Allen et al. 2025)::
     out_i    += t₃ ⊙ (bᵀ c b) + t₄ ⊙ tr(c³) + t₅ ⊙ ‖c b‖²
 
 (four and five bodies; polynomials, so smooth everywhere; ``t₃..t₅`` start at zero, i.e. the
-layer starts as HIP-NN-TS). ``tr(c³) = 3 det c`` because ``c`` is traceless.
+layer starts as HIP-NN-TS).
 
 Cost: contracting ``x_j W`` first (``N·f_in·ν·f_out``) leaves a per-pair message of width
 ``f_out``; the tensor channels then cost ``P·(1+3+5)·f_out`` instead of the
@@ -70,27 +70,25 @@ def tensor_norms(components: Tensor, l_max: int, eps: float) -> tuple[Tensor, Te
 
 
 def quadrupole_matrix(quad: Tensor) -> Tensor:
-    """Five components ``(xx, xy, xz, yy, yz)`` ``[N, 5, f]`` -> symmetric traceless ``[N, f, 3, 3]``."""
+    """Five components ``(xx, xy, xz, yy, yz)`` ``[N, 5, f]`` -> symmetric traceless ``[N, 3, 3, f]``."""
     xx, xy, xz, yy, yz = quad.unbind(1)
-    rows = [
-        torch.stack([xx, xy, xz], -1),
-        torch.stack([xy, yy, yz], -1),
-        torch.stack([xz, yz, -xx - yy], -1),
-    ]
-    return torch.stack(rows, -2)
+    entries = (xx, xy, xz, xy, yy, yz, xz, yz, -xx - yy)
+    return torch.stack(entries, 1).view(quad.shape[0], 3, 3, quad.shape[2])
 
 
 def higher_invariants(components: Tensor) -> Tensor:
-    """``bᵀ c b``, ``tr(c³)`` and ``‖c b‖²`` per channel of ``[N, 9, f]`` sums -> ``[N, 3, f]``."""
-    vector = components[:, 1:4].transpose(1, 2)  # [N, f, 3]
-    quad = quadrupole_matrix(components[:, 4:9])  # [N, f, 3, 3]
-    quad_vector = torch.einsum("nfab,nfb->nfa", quad, vector)
-    projected = (vector * quad_vector).sum(-1)
-    xx, xy, xz, yy, yz = components[:, 4:9].unbind(1)
-    zz = -xx - yy
-    determinant = xx * (yy * zz - yz * yz) - xy * (xy * zz - yz * xz) + xz * (xy * yz - yy * xz)
-    cubic = 3.0 * determinant
-    return torch.stack([projected, cubic, quad_vector.square().sum(-1)], dim=1)
+    """``bᵀ c b``, ``tr(c³)`` and ``‖c b‖²`` per channel of ``[N, 9, f]`` sums -> ``[N, 3, f]``.
+
+    Evaluated with broadcast products over the channel-last layout (a few large element-wise
+    operations rather than many ``[N, f]`` ones or tiny batched matrix products).
+    """
+    vector = components[:, 1:4]  # [N, 3, f]
+    quad = quadrupole_matrix(components[:, 4:9])  # [N, 3, 3, f]
+    quad_vector = (quad * vector.unsqueeze(1)).sum(2)  # (c b)_a, [N, 3, f]
+    quad_squared = (quad.unsqueeze(3) * quad.unsqueeze(1)).sum(2)  # (c²)_ab, [N, 3, 3, f]
+    projected = (vector * quad_vector).sum(1)
+    cubic = (quad_squared * quad).sum((1, 2))  # Σ_ab (c²)_ab c_ba, c symmetric
+    return torch.stack([projected, cubic, quad_vector.square().sum(1)], dim=1)
 
 
 def _padded(values: Tensor, pairs: PairList) -> Tensor:
