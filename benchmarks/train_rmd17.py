@@ -9,6 +9,9 @@ these models trained for days on GPUs).
 Run from the project root, e.g.::
 
     python benchmarks/train_rmd17.py --molecules aspirin ethanol uracil --minutes 40 --threads 2
+
+Any further option goes to ``pyg-hipts fit`` unchanged, so a variant of a config needs no new file,
+e.g. ``--model.init_args.tensor_invariants complete``.
 """
 
 from __future__ import annotations
@@ -67,13 +70,13 @@ def last_metrics(run_dir: Path) -> tuple[dict[str, float], int]:
     newest = max(run_dir.glob("version_*/metrics.csv"), key=lambda p: p.stat().st_mtime)
     rows = list(csv.DictReader(newest.open()))
     test = {k: float(v) for row in rows for k, v in row.items() if k.startswith("test/") and v}
-    epochs = max(int(float(row["epoch"])) for row in rows if row.get("epoch")) + 1
+    epochs = len({row["epoch"] for row in rows if row.get("train/loss")})  # epochs that finished
     return test, epochs
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
     )
     parser.add_argument("--molecules", nargs="+", default=["aspirin", "ethanol", "uracil"])
     parser.add_argument("--config", default="configs/rmd17_ts2.yaml")
@@ -81,14 +84,14 @@ def main() -> None:
     parser.add_argument("--max-epochs", type=int, default=100000)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="runs/rmd17_benchmark")
-    args = parser.parse_args()
+    args, fit_options = parser.parse_known_args()
     print(f"# python {' '.join(sys.argv)}", flush=True)
     environment = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
     rows = []
     for molecule in args.molecules:
         run_dir = Path(args.out) / molecule
         override = override_config(molecule, args.minutes, run_dir, args.max_epochs)
-        command = ["pyg-hipts", "fit", "--config", args.config, "--config", str(override)]
+        command = ["pyg-hipts", "fit", "--config", args.config, "--config", str(override), *fit_options]
         print("#", " ".join(command), flush=True)
         start = time.perf_counter()
         subprocess.run(command, check=True, env=environment, cwd=ROOT)
@@ -102,8 +105,9 @@ def main() -> None:
             flush=True,
         )
 
+    variant = " ".join([Path(args.config).stem, *fit_options])
     print(
-        f"\n| molecule | pyg_hipts ({Path(args.config).stem}) E / F | epochs "
+        f"\n| molecule | pyg_hipts ({variant}) E / F | epochs "
         f"| wall (min, {args.threads} threads) | PaiNN | NequIP | MACE |"
     )
     print("|---|---|---|---|---|---|---|")
