@@ -32,16 +32,14 @@ from pathlib import Path
 
 import torch
 import yaml
+from rmd17_files import KCAL_TO_MEV, ROOT, rmd17_file
 
 from pyg_hipts.compare.worker import throughput
 from pyg_hipts.data import read_npz
 from pyg_hipts.timing import max_time
 from pyg_hipts.train.checkpoints import load_trained_model, newest_checkpoint
 
-ROOT = Path(__file__).resolve().parents[1]
-RMD17 = ROOT.parent / "shared" / "data" / "rmd17"
 BASE = ROOT / "configs" / "rmd17_ts2.yaml"
-KCAL_TO_MEV = 43.364
 
 
 def run(command: list[str], threads: int) -> None:
@@ -77,10 +75,7 @@ def main() -> None:
     args = parser.parse_args()
     print(f"# python {' '.join(sys.argv)}", flush=True)
     out = (ROOT / args.out / args.molecule).resolve()
-    train_file, test_file = (
-        RMD17 / f"rmd17_{args.molecule}_train_01.npz",
-        RMD17 / f"rmd17_{args.molecule}_test_01.npz",
-    )
+    train_file, test_file = rmd17_file(args.molecule, "train"), rmd17_file(args.molecule, "test")
     common = {
         "data": {"train_file": str(train_file), "test_file": str(test_file)},
         "trainer": {"max_time": max_time(args.minutes), "callbacks": [_checkpoint()], "logger": False},

@@ -20,16 +20,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import numpy as np
 import torch
+from rmd17_files import KCAL_TO_MEV, rmd17_file
 
 from pyg_hipts.train.checkpoints import load_trained_model
-
-ROOT = Path(__file__).resolve().parents[1]
-RMD17 = ROOT.parent / "shared" / "data" / "rmd17"
-KCAL_TO_MEV = 43.364
 
 
 def predicted_forces(
@@ -69,7 +65,7 @@ def main() -> None:
 
     frame_errors = {}
     for split in ("train", "test"):
-        with np.load(RMD17 / f"rmd17_{args.molecule}_{split}_01.npz") as data:
+        with np.load(rmd17_file(args.molecule, split)) as data:
             z, coords, forces = data["nuclear_charges"], data["coords"], data["forces"]
         error = np.abs(predicted_forces(model, z, coords) - forces) * KCAL_TO_MEV
         frame_errors[split] = error.mean(axis=(1, 2))

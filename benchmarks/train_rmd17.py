@@ -25,12 +25,10 @@ import time
 from pathlib import Path
 
 import yaml
+from rmd17_files import KCAL_TO_MEV, ROOT, rmd17_file
 
 from pyg_hipts.timing import max_time
 
-ROOT = Path(__file__).resolve().parents[1]
-RMD17 = ROOT.parent / "shared" / "data" / "rmd17"
-KCAL_TO_MEV = 43.364
 PUBLISHED = {  # energy meV / force meV/Å, N_train = 1000
     "aspirin": {"PaiNN": (6.9, 16.1), "NequIP": (2.3, 8.2), "MACE": (2.2, 6.6)},
     "ethanol": {"PaiNN": (2.7, 10.0), "NequIP": (0.4, 2.8), "MACE": (0.4, 2.1)},
@@ -45,8 +43,8 @@ def override_config(molecule: str, minutes: float, run_dir: Path, max_epochs: in
     """A second YAML for LightningCLI: the molecule's files, the time budget and the log folder."""
     config = {
         "data": {
-            "train_file": str(RMD17 / f"rmd17_{molecule}_train_01.npz"),
-            "test_file": str(RMD17 / f"rmd17_{molecule}_test_01.npz"),
+            "train_file": str(rmd17_file(molecule, "train")),
+            "test_file": str(rmd17_file(molecule, "test")),
         },
         "trainer": {
             "max_time": max_time(minutes),
