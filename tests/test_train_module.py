@@ -3,6 +3,7 @@ data module's splits and reader options."""
 
 from __future__ import annotations
 
+import copy
 import inspect
 import math
 from collections.abc import Iterator
@@ -304,3 +305,22 @@ def test_reference_energies_stay_fixed_so_the_averaged_model_has_no_offset() -> 
     torch.testing.assert_close(module.ema_model.energy_head.heads[0].weight, fitted, rtol=0, atol=0)
     trainable = tiny_module(trainable_reference_energies=True, species=[1, 6, 8])
     assert trainable.model.energy_head.heads[0].weight.requires_grad
+
+
+def test_frozen_sensitivities_keep_their_centres_and_widths_through_training() -> None:
+    """``trainable_sensitivities=False`` fixes every layer's ``μ`` and ``σ`` while the interaction
+    weights still learn; by default both move."""
+    for trainable in (False, True):
+        options = dict(trainable_sensitivities=trainable, sensitivity_type="gaussian", species=[1, 6, 8])
+        module = tiny_module(**options)
+        start = copy.deepcopy(module.model.state_dict())
+        Trainer(max_epochs=1, limit_train_batches=4, limit_val_batches=0, **QUIET).fit(
+            module, ethanol_datamodule()
+        )
+        for index, interaction in enumerate(module.model.interactions):
+            prefix = f"blocks.{index}.0.layer."
+            for name in ("sensitivity.mu", "sensitivity.sigma"):
+                moved = not torch.equal(start[prefix + name], module.model.state_dict()[prefix + name])
+                assert moved == trainable, (prefix + name, trainable)
+                assert getattr(interaction.sensitivity, name.split(".")[1]).requires_grad == trainable
+            assert not torch.equal(start[prefix + "weight"], interaction.weight)

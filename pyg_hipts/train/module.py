@@ -24,7 +24,7 @@ class PotentialModule(EnergyForceModule):
         species: atomic numbers the model knows; by default those of the data module.
         n_features, n_sensitivities, dist_soft_min, dist_soft_max, dist_hard_max,
         n_interaction_layers, n_atom_layers, l_max, resnet, cusp_reg, tensor_invariants,
-        sensitivity_type, fused, trainable_reference_energies:
+        sensitivity_type, trainable_sensitivities, fused, trainable_reference_energies:
             the :class:`HipNN` hyper-parameters (lengths in the data's length unit).
         training_options: those of :class:`EnergyForceModule` (``energy_weight``,
             ``force_weight``, ``loss``, ``lr``, ``ema_decay``, ...).
@@ -45,6 +45,7 @@ class PotentialModule(EnergyForceModule):
         cusp_reg: float = 1e-6,
         tensor_invariants: str = "norms",
         sensitivity_type: str = "inverse",
+        trainable_sensitivities: bool = True,
         fused: bool = True,
         trainable_reference_energies: bool = False,
         **training_options: Any,
