@@ -69,26 +69,23 @@ def tensor_norms(components: Tensor, l_max: int, eps: float) -> tuple[Tensor, Te
     return scalar, vector_norm, quad_norm
 
 
-def quadrupole_matrix(quad: Tensor) -> Tensor:
-    """Five components ``(xx, xy, xz, yy, yz)`` ``[N, 5, f]`` -> symmetric traceless ``[N, 3, 3, f]``."""
-    xx, xy, xz, yy, yz = quad.unbind(1)
-    entries = (xx, xy, xz, xy, yy, yz, xz, yz, -xx - yy)
-    return torch.stack(entries, 1).view(quad.shape[0], 3, 3, quad.shape[2])
-
-
 def higher_invariants(components: Tensor) -> Tensor:
     """``bᵀ c b``, ``tr(c³)`` and ``‖c b‖²`` per channel of ``[N, 9, f]`` sums -> ``[N, 3, f]``.
 
-    Evaluated with broadcast products over the channel-last layout (a few large element-wise
-    operations rather than many ``[N, f]`` ones or tiny batched matrix products).
+    Written out on the five free components ``(xx, xy, xz, yy, yz)``, ``zz = -xx - yy``, with
+    ``tr(c³) = 3 det c`` for a traceless symmetric ``c`` (Cayley–Hamilton): a few dozen ``[N, f]``
+    products, whose first and second derivatives cost less than broadcast ``3 × 3 × 3``
+    contractions (cost against the norms: ``benchmarks/invariant_cost.py``).
     """
-    vector = components[:, 1:4]  # [N, 3, f]
-    quad = quadrupole_matrix(components[:, 4:9])  # [N, 3, 3, f]
-    quad_vector = (quad * vector.unsqueeze(1)).sum(2)  # (c b)_a, [N, 3, f]
-    quad_squared = (quad.unsqueeze(3) * quad.unsqueeze(1)).sum(2)  # (c²)_ab, [N, 3, 3, f]
-    projected = (vector * quad_vector).sum(1)
-    cubic = (quad_squared * quad).sum((1, 2))  # Σ_ab (c²)_ab c_ba, c symmetric
-    return torch.stack([projected, cubic, quad_vector.square().sum(1)], dim=1)
+    bx, by, bz = components[:, 1], components[:, 2], components[:, 3]
+    xx, xy, xz, yy, yz = components[:, 4:9].unbind(1)
+    zz = -(xx + yy)
+    cb_x = xx * bx + xy * by + xz * bz
+    cb_y = xy * bx + yy * by + yz * bz
+    cb_z = xz * bx + yz * by + zz * bz
+    projected = bx * cb_x + by * cb_y + bz * cb_z
+    determinant = xx * (yy * zz - yz * yz) - xy * (xy * zz - yz * xz) + xz * (xy * yz - yy * xz)
+    return torch.stack([projected, 3.0 * determinant, cb_x * cb_x + cb_y * cb_y + cb_z * cb_z], dim=1)
 
 
 def _padded(values: Tensor, pairs: PairList) -> Tensor:

@@ -1,0 +1,72 @@
+"""Training-step cost of the complete tensor invariants against HIP-NN-TS's norms, same batch.
+
+One training step (energy and forces, forces through ``create_graph``, then the loss gradient)
+of the ``configs/rmd17_ts2_gauss10.yaml`` model (96 features, 10 Gaussian sensitivities, 4
+interaction layers, 5 Å cutoff, ``l_max = 2``) on rMD17 aspirin batches, with
+``tensor_invariants="norms"`` and ``"complete"``; medians of ``--repeat`` steps. Prints
+milliseconds per step and the ratio. Run from the project root::
+
+    python benchmarks/invariant_cost.py --threads 1 --molecules 4 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+from model_speed import aspirin_batch
+
+from pyg_hipts.nn import HipNN
+from pyg_hipts.timing import median_seconds
+
+SIZES = dict(
+    n_features=96,
+    n_sensitivities=10,
+    sensitivity_type="gaussian",
+    dist_soft_min=0.85,
+    dist_soft_max=4.5,
+    dist_hard_max=5.0,
+    n_interaction_layers=4,
+    n_atom_layers=3,
+    l_max=2,
+)
+
+
+def step_seconds(invariants: str, n_molecules: int, repeat: int) -> float:
+    """Median seconds of one training step with ``tensor_invariants=invariants``."""
+    z, pos, mol, energy, forces = aspirin_batch(n_molecules)
+    model = HipNN([1, 6, 8], tensor_invariants=invariants, **SIZES)
+    if invariants == "complete":  # away from their zero start, so every term is exercised
+        for interaction in model.interactions:
+            torch.nn.init.normal_(interaction.higher_scale, std=0.1)
+
+    def train() -> None:
+        model.zero_grad()
+        out = model.predict(z, pos, mol, create_graph=True)
+        loss = (out.energy.flatten() - energy).square().mean() + (out.forces - forces).square().mean()
+        loss.backward()
+
+    return median_seconds(train, repeat, warmup=3)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--molecules", type=int, nargs="+", default=[4, 16])
+    parser.add_argument("--repeat", type=int, default=30)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"# python {' '.join(sys.argv)}")
+    print("| molecules | norms ms/step | complete ms/step | complete / norms |")
+    print("|---|---|---|---|")
+    for n_molecules in args.molecules:
+        norms = step_seconds("norms", n_molecules, args.repeat)
+        complete = step_seconds("complete", n_molecules, args.repeat)
+        print(f"| {n_molecules} | {1e3 * norms:.1f} | {1e3 * complete:.1f} | {complete / norms:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
