@@ -30,11 +30,22 @@ def _random_pair(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     return vector, quad - torch.eye(3, dtype=torch.float64) * torch.trace(quad) / 3
 
 
+def _invariants(components: torch.Tensor) -> torch.Tensor:
+    """The higher invariants with exact norms (``ε = 0``)."""
+    _, vector_norm, quad_norm = tensor_norms(components, 2, 0.0)
+    return higher_invariants(components, vector_norm, quad_norm)
+
+
 def test_higher_invariants_are_the_stated_contractions():
     vector, quad = _random_pair(0)
-    invariants = higher_invariants(_components(vector, quad)).flatten()
+    invariants = _invariants(_components(vector, quad)).flatten()
+    b, c = torch.linalg.vector_norm(vector), torch.linalg.matrix_norm(quad)
     expected = torch.stack(
-        [vector @ quad @ vector, torch.trace(quad @ quad @ quad), (quad @ vector).square().sum()]
+        [
+            vector @ quad @ vector / (b * c),
+            torch.trace(quad @ quad @ quad) / c**2,
+            (quad @ vector).square().sum() / (b * c**2),
+        ]
     )
     torch.testing.assert_close(invariants, expected, rtol=1e-12, atol=1e-12)
 
@@ -43,9 +54,24 @@ def test_higher_invariants_are_the_stated_contractions():
 def test_higher_invariants_are_unchanged_by_rotations_and_reflections(seed):
     vector, quad = _random_pair(seed)
     turn = _orthogonal(seed + 10)  # det = ±1: both kinds
-    before = higher_invariants(_components(vector, quad))
-    after = higher_invariants(_components(turn @ vector, turn @ quad @ turn.T))
+    before = _invariants(_components(vector, quad))
+    after = _invariants(_components(turn @ vector, turn @ quad @ turn.T))
     torch.testing.assert_close(after, before, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("seed", [6, 7, 8])
+def test_higher_invariants_grow_like_the_norms_and_are_bounded_by_them(seed):
+    """Degree one in the sums (scaling ``b`` and ``c`` by ``k`` scales them by ``k``), with
+    ``|bᵀcb| / (‖b‖‖c‖) ≤ ‖b‖``, ``|tr c³| / ‖c‖² ≤ ‖c‖ / √6`` and ``‖cb‖² / (‖b‖‖c‖²) ≤ ‖b‖``."""
+    vector, quad = _random_pair(seed)
+    components = _components(vector, quad)
+    invariants = _invariants(components).flatten()
+    scaled = components.clone()
+    scaled[:, 1:] *= 7.5
+    torch.testing.assert_close(_invariants(scaled).flatten(), 7.5 * invariants, rtol=1e-12, atol=1e-12)
+    b, c = torch.linalg.vector_norm(vector), torch.linalg.matrix_norm(quad)
+    bounds = torch.stack([b, c / 6**0.5, b])
+    assert bool((invariants.abs() <= bounds * (1 + 1e-12)).all()), (invariants, bounds)
 
 
 def test_complete_invariants_separate_environments_the_norms_confuse():
@@ -55,7 +81,7 @@ def test_complete_invariants_separate_environments_the_norms_confuse():
     first, second = _components(vector, quad), _components(turned, quad)
     for norm_a, norm_b in zip(tensor_norms(first, 2, 0.0)[1:], tensor_norms(second, 2, 0.0)[1:], strict=True):
         torch.testing.assert_close(norm_a, norm_b, rtol=1e-12, atol=1e-12)
-    difference = (higher_invariants(first) - higher_invariants(second)).abs().flatten()
+    difference = (_invariants(first) - _invariants(second)).abs().flatten()
     assert float(difference[0]) > 1e-2 and float(difference[2]) > 1e-2
     torch.testing.assert_close(difference[1], torch.zeros((), dtype=torch.float64))  # tr c³ is c's alone
 

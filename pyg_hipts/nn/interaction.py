@@ -18,10 +18,11 @@ The two norms see at most three bodies (the centre and two neighbours) per chann
 that complete the O(3) integrity basis of one vector and one traceless symmetric tensor, as in
 HIP-HOP-NN (Allen et al. 2025)::
 
-    out_i    += t₃ ⊙ (bᵀ c b) + t₄ ⊙ tr(c³) + t₅ ⊙ ‖c b‖²
+    out_i    += t₃ ⊙ bᵀcb / (‖b‖ ‖c‖) + t₄ ⊙ tr(c³) / ‖c‖² + t₅ ⊙ ‖cb‖² / (‖b‖ ‖c‖²)
 
-(four and five bodies; polynomials, so smooth everywhere; ``t₃..t₅`` start at zero, i.e. the
-layer starts as HIP-NN-TS).
+(four and five bodies; divided by the norms so that, like them, they are of degree one in the
+sums; smooth, as the norms carry ``ε``; ``t₃..t₅`` start at zero, i.e. the layer starts as
+HIP-NN-TS).
 
 Cost: contracting ``x_j W`` first (``N·f_in·ν·f_out``) leaves a per-pair message of width
 ``f_out``; the tensor channels then cost ``P·(1+3+5)·f_out`` instead of the
@@ -69,13 +70,16 @@ def tensor_norms(components: Tensor, l_max: int, eps: float) -> tuple[Tensor, Te
     return scalar, vector_norm, quad_norm
 
 
-def higher_invariants(components: Tensor) -> Tensor:
-    """``bᵀ c b``, ``tr(c³)`` and ``‖c b‖²`` per channel of ``[N, 9, f]`` sums -> ``[N, 3, f]``.
+def higher_invariants(components: Tensor, vector_norm: Tensor, quad_norm: Tensor) -> Tensor:
+    """The three higher invariants per channel of ``[N, 9, f]`` sums -> ``[N, 3, f]``:
+    ``bᵀcb / (‖b‖ ‖c‖)``, ``tr(c³) / ‖c‖²`` and ``‖cb‖² / (‖b‖ ‖c‖²)``, given the norms ``[N, f]``.
 
-    Written out on the five free components ``(xx, xy, xz, yy, yz)``, ``zz = -xx - yy``, with
-    ``tr(c³) = 3 det c`` for a traceless symmetric ``c`` (Cayley–Hamilton): a few dozen ``[N, f]``
-    products, whose first and second derivatives cost less than broadcast ``3 × 3 × 3``
-    contractions (cost against the norms: ``benchmarks/invariant_cost.py``).
+    Divided by the norms, each is of degree one in the sums, like ``‖b‖`` and ``‖c‖``, and bounded
+    by them (``≤ ‖b‖``, ``≤ ‖c‖ / √6``, ``≤ ‖b‖``): raw cubic and quartic polynomials grow fast
+    enough through the layers to make training diverge. Written out on the five free components
+    ``(xx, xy, xz, yy, yz)``, ``zz = -xx - yy``, with ``tr(c³) = 3 det c`` for a traceless
+    symmetric ``c`` (Cayley–Hamilton): ``[N, f]`` products, whose first and second derivatives
+    cost less than broadcast ``3 × 3 × 3`` contractions (``benchmarks/invariant_cost.py``).
     """
     bx, by, bz = components[:, 1], components[:, 2], components[:, 3]
     xx, xy, xz, yy, yz = components[:, 4:9].unbind(1)
@@ -85,7 +89,16 @@ def higher_invariants(components: Tensor) -> Tensor:
     cb_z = xz * bx + yz * by + zz * bz
     projected = bx * cb_x + by * cb_y + bz * cb_z
     determinant = xx * (yy * zz - yz * yz) - xy * (xy * zz - yz * xz) + xz * (xy * yz - yy * xz)
-    return torch.stack([projected, 3.0 * determinant, cb_x * cb_x + cb_y * cb_y + cb_z * cb_z], dim=1)
+    quad_vector_sq = cb_x * cb_x + cb_y * cb_y + cb_z * cb_z
+    quad_norm_sq = quad_norm.square()
+    return torch.stack(
+        [
+            projected / (vector_norm * quad_norm),
+            3.0 * determinant / quad_norm_sq,
+            quad_vector_sq / (vector_norm * quad_norm_sq),
+        ],
+        dim=1,
+    )
 
 
 def _padded(values: Tensor, pairs: PairList) -> Tensor:
@@ -178,7 +191,7 @@ class HipInteraction(MessagePassing):
         if quad_norm is not None:
             out = out + self.quad_scale * quad_norm
         if self.higher_scale is not None:
-            out = out + (self.higher_scale * higher_invariants(sums)).sum(1)
+            out = out + (self.higher_scale * higher_invariants(sums, vector_norm, quad_norm)).sum(1)
         return out
 
     def message(self, y_j: Tensor, sense: Tensor, basis: Tensor) -> Tensor:

@@ -73,7 +73,7 @@ class HipNN(nn.Module):
         resnet: residual form of every layer (hippynn's default).
         cusp_reg: ``ε`` inside the tensor norms.
         tensor_invariants: ``"norms"`` (HIP-NN-TS: ``‖b‖`` and ``‖c‖`` per channel) or
-            ``"complete"`` (adds ``bᵀcb``, ``tr c³``, ``‖cb‖²``; ``l_max = 2``), see
+            ``"complete"`` (adds ``bᵀcb``, ``tr c³``, ``‖cb‖²``, divided by the norms; ``l_max = 2``), see
             :mod:`.interaction`.
         sensitivity_type: ``"inverse"`` (Gaussians in ``1/d``) or ``"gaussian"`` (in ``d``).
         trainable_sensitivities: let the optimiser move the sensitivity centres and widths
