@@ -13,30 +13,29 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import torch
+import yaml
 from model_speed import aspirin_batch
 
 from pyg_hipts.nn import HipNN
 from pyg_hipts.timing import median_seconds
+from pyg_hipts.train.module import MODEL_OPTIONS
 
-SIZES = dict(
-    n_features=96,
-    n_sensitivities=10,
-    sensitivity_type="gaussian",
-    dist_soft_min=0.85,
-    dist_soft_max=4.5,
-    dist_hard_max=5.0,
-    n_interaction_layers=4,
-    n_atom_layers=3,
-    l_max=2,
-)
+CONFIG = Path(__file__).resolve().parents[1] / "configs" / "rmd17_ts2_gauss10.yaml"
+
+
+def model_options() -> dict:
+    """The :class:`HipNN` options of ``CONFIG`` (``tensor_invariants`` left to the caller)."""
+    options = yaml.safe_load(CONFIG.read_text())["model"]["init_args"]
+    return {name: options[name] for name in MODEL_OPTIONS if name in options and name != "tensor_invariants"}
 
 
 def step_seconds(invariants: str, n_molecules: int, repeat: int) -> float:
     """Median seconds of one training step with ``tensor_invariants=invariants``."""
     z, pos, mol, energy, forces = aspirin_batch(n_molecules)
-    model = HipNN([1, 6, 8], tensor_invariants=invariants, **SIZES)
+    model = HipNN([1, 6, 8], tensor_invariants=invariants, **model_options())
     if invariants == "complete":  # away from their zero start, so every term is exercised
         for interaction in model.interactions:
             torch.nn.init.normal_(interaction.higher_scale, std=0.1)
