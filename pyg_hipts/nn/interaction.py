@@ -79,7 +79,8 @@ def higher_invariants(components: Tensor, vector_norm: Tensor, quad_norm: Tensor
     enough through the layers to make training diverge. Written out on the five free components
     ``(xx, xy, xz, yy, yz)``, ``zz = -xx - yy``, with ``tr(c³) = 3 det c`` for a traceless
     symmetric ``c`` (Cayley–Hamilton): ``[N, f]`` products, whose first and second derivatives
-    cost less than broadcast ``3 × 3 × 3`` contractions (``benchmarks/invariant_cost.py``).
+    cost less than broadcast ``3 × 3 × 3`` contractions (the cost against the norms alone:
+    ``benchmarks/invariant_cost.py``).
     """
     bx, by, bz = components[:, 1], components[:, 2], components[:, 3]
     xx, xy, xz, yy, yz = components[:, 4:9].unbind(1)

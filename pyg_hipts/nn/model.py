@@ -77,9 +77,9 @@ class HipNN(nn.Module):
             :mod:`.interaction`.
         sensitivity_type: ``"inverse"`` (Gaussians in ``1/d``) or ``"gaussian"`` (in ``d``).
         trainable_sensitivities: let the optimiser move the sensitivity centres and widths
-            (hippynn's default). Freezing them keeps the radial functions as wide as they start:
-            trained on 1000 rMD17 frames, the widths of 10 Gaussians in ``d`` shrink from 0.4 Å to
-            0.13–0.3 Å, narrow functions that fit the training set better than the test set.
+            (hippynn's default). Freezing them keeps the radial functions as wide as they start
+            (trained on 1000 rMD17 frames, the widths of 10 Gaussians in ``d`` shrink from 0.4 Å
+            to 0.13–0.3 Å).
         fused: evaluate interactions with padded batched products (fast) instead of PyG's
             gather / scatter path (same numbers).
         trainable_reference_energies: let the optimiser move the per-species reference energies
