@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 import yaml
-from model_speed import aspirin_batch
+from model_speed import aspirin_batch, training_step
 
 from pyg_hipts.nn import HipNN
 from pyg_hipts.timing import median_seconds
@@ -34,19 +34,11 @@ def model_options() -> dict:
 
 def step_seconds(invariants: str, n_molecules: int, repeat: int) -> float:
     """Median seconds of one training step with ``tensor_invariants=invariants``."""
-    z, pos, mol, energy, forces = aspirin_batch(n_molecules)
     model = HipNN([1, 6, 8], tensor_invariants=invariants, **model_options())
     if invariants == "complete":  # away from their zero start, so every term is exercised
         for interaction in model.interactions:
             torch.nn.init.normal_(interaction.higher_scale, std=0.1)
-
-    def train() -> None:
-        model.zero_grad()
-        out = model.predict(z, pos, mol, create_graph=True)
-        loss = (out.energy.flatten() - energy).square().mean() + (out.forces - forces).square().mean()
-        loss.backward()
-
-    return median_seconds(train, repeat, warmup=3)
+    return median_seconds(training_step(model, aspirin_batch(n_molecules)), repeat, warmup=3)
 
 
 def main() -> None:
