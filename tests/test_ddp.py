@@ -21,6 +21,7 @@ from torch_geometric.data import Batch
 
 from pyg_hipts.data import embedded_dataset_path, read_npz
 from pyg_hipts.train import PotentialModule
+from pyg_hipts.train.callbacks import TimeBudgetAnnealing
 from tests.test_train_module import QUIET, ethanol_datamodule, single_thread, tiny_module  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,19 +51,27 @@ class SampleRecorder(Callback):
             self._record("validate", batch)
 
     def teardown(self, trainer: Trainer, module, stage: str) -> None:
+        self.seen["learning_rate"] = [repr(trainer.optimizers[0].param_groups[0]["lr"])]
         path = self.directory / f"samples.rank{trainer.global_rank}.json"
         path.write_text(json.dumps(self.seen))
 
 
 def ddp_fit_and_validate(directory: Path) -> None:
-    """Fit 2 epochs and validate on 2 processes; rank 0 writes the validation metrics."""
+    """Fit 2 epochs and validate on 2 processes; rank 0 writes the validation metrics. The
+    learning rate is annealed by the time spent from the first batch on."""
     seed_everything(0)
+    callbacks = [
+        ModelCheckpoint(dirpath=directory, save_last=True),
+        SampleRecorder(directory),
+        TimeBudgetAnnealing(start=0.0, final_factor=0.5),
+    ]
     trainer = Trainer(
         **{**QUIET, "devices": 2, "enable_checkpointing": True},
         strategy="ddp",
         max_epochs=2,
+        max_time={"minutes": 10},
         default_root_dir=directory,
-        callbacks=[ModelCheckpoint(dirpath=directory, save_last=True), SampleRecorder(directory)],
+        callbacks=callbacks,
     )
     module, datamodule = tiny_module(), ethanol_datamodule()
     trainer.fit(module, datamodule)
@@ -101,6 +110,10 @@ def test_ddp_two_processes(tmp_path: Path) -> None:
         assert len(shards[0]) == len(shards[1]) > 0
         assert not set(shards[0]) & set(shards[1])
         assert sorted(shards[0] + shards[1]) == datamodule.split[expected].tolist()
+
+    # both ranks stepped with the same, annealed learning rate
+    learning_rates = [float(rank["learning_rate"][0]) for rank in ranks]
+    assert learning_rates[0] == learning_rates[1] < tiny_module().hparams.lr
 
     # the same weights validated on one process give the same epoch metrics
     ddp_metrics = json.loads((tmp_path / VALIDATE_FILE).read_text())

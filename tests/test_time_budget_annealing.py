@@ -26,7 +26,9 @@ class ClockTimer(Timer):
 def make_trainer(duration: float | None, lr: float = 1e-3) -> SimpleNamespace:
     weight = torch.nn.Parameter(torch.zeros(3))
     callbacks = [] if duration is None else [ClockTimer(duration)]
-    return SimpleNamespace(callbacks=callbacks, optimizers=[torch.optim.Adam([weight], lr=lr)])
+    optimizers = [torch.optim.Adam([weight], lr=lr)]
+    single_process = SimpleNamespace(broadcast=lambda value: value)
+    return SimpleNamespace(callbacks=callbacks, optimizers=optimizers, strategy=single_process)
 
 
 def current_lr(trainer: SimpleNamespace) -> float:

@@ -48,7 +48,9 @@ class TimeBudgetAnnealing(Callback):
 
     on top of whatever the scheduler (``ReduceLROnPlateau``) sets, before every training batch. A
     run stopped by its time budget thus ends at ``a_min`` times its learning rate, however few
-    epochs the plateau scheduler has seen.
+    epochs the plateau scheduler has seen; the plateau scheduler's own reductions compose with it,
+    so the final rate can be far lower. Under DDP the fraction is taken from rank 0, so that every
+    rank steps with the same rate.
 
     Args:
         start: fraction of ``max_time`` after which the annealing begins, in ``[0, 1)``.
@@ -88,7 +90,7 @@ class TimeBudgetAnnealing(Callback):
     def on_train_batch_start(
         self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int
     ) -> None:
-        target = self.factor(self._spent(trainer))
+        target = self.factor(trainer.strategy.broadcast(self._spent(trainer)))
         if target == self.applied:
             return
         for optimizer in trainer.optimizers:
