@@ -16,24 +16,12 @@ Floats are ``float32`` unless a reader is asked for ``float64``.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 from torch import Tensor
 from torch_geometric.data import Data, InMemoryDataset
 
-
-@dataclass(frozen=True)
-class Units:
-    """Units of a dataset, e.g. ``Units("Å", "kcal/mol")``; forces are in ``energy/length``."""
-
-    length: str
-    energy: str
-
-    @property
-    def force(self) -> str:
-        return f"{self.energy}/{self.length}"
+from pyg_hipts.units import Units
 
 
 def make_frame(

@@ -1,9 +1,9 @@
-"""Neural-network modules: sensitivities, the interaction layer, and the HIP-NN model."""
+"""Neural-network modules: sensitivities, the interaction layer, and the HIP-NN potential."""
 
 from .energy import HierarchicalEnergies, HierarchicalEnergy
 from .hippynn_weights import hippynn_state_dict, load_hippynn_weights
 from .interaction import HipInteraction
-from .model import HipNN, HipOutput
+from .model import HipNN
 from .sensitivity import GaussianSensitivity, InverseSensitivity
 
 __all__ = [
@@ -12,7 +12,6 @@ __all__ = [
     "HierarchicalEnergy",
     "HipInteraction",
     "HipNN",
-    "HipOutput",
     "InverseSensitivity",
     "hippynn_state_dict",
     "load_hippynn_weights",

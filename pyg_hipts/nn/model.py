@@ -1,64 +1,33 @@
-"""HIP-NN / HIP-NN-TS: ``forward(z, pos, batch) -> energy [B, 1]``, like PyG's ``SchNet``."""
+"""HIP-NN / HIP-NN-TS as a :class:`~pyg_hipts.potentials.Potential`: ``forward(z, pos, batch)
+-> energy [B, 1]``, like PyG's ``SchNet``."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import Any
 
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
-from torch_geometric.data import Batch
 
-from ..data.graph import PairList, build_pair_list, validate_atoms
-from ..data.periodic import neighbour_pairs
+from pyg_hipts.data.graph import PairList
+from pyg_hipts.data.statistics import fit_reference_energies
+from pyg_hipts.potentials import Potential, Structures
+from pyg_hipts.units import Units
+
 from .energy import HierarchicalEnergy
 from .interaction import HipInteraction
 from .layers import Residual, atom_layer
-from .species import SpeciesIndex
-from .strain import apply_strain, stress_from_strain_gradient, zero_strain
+
+HIGHER_LEVEL_DECAY = 1e-2
+"""Scale of the level-1 energy read-out after :meth:`HipNN.pre_fit` (level k: this to the ``2^(k-1)``)."""
 
 
-def forces_of(energy: Tensor, pos: Tensor, create_graph: bool = False) -> Tensor:
-    """``F = −∂(Σ_b E_b)/∂pos`` ``[N, 3]``; ``create_graph`` keeps it differentiable (force losses)."""
-    (grad,) = torch.autograd.grad(
-        energy.sum(), pos, create_graph=create_graph, retain_graph=create_graph, materialize_grads=True
-    )
-    return -grad
-
-
-def structure_inputs(data: Batch) -> tuple[Tensor, Tensor, Tensor | None]:
-    """``(z, pos, batch)`` of a PyG ``Data`` / ``Batch``; ``batch`` is ``None`` for one structure."""
-    return data.z, data.pos, getattr(data, "batch", None)
-
-
-def periodic_inputs(data: Batch) -> dict[str, Tensor | None]:
-    """``cell`` and ``pbc`` of a PyG ``Data`` / ``Batch`` (``None`` when absent), as keywords."""
-    return {"cell": getattr(data, "cell", None), "pbc": getattr(data, "pbc", None)}
-
-
-@dataclass
-class HipOutput:
-    """Predictions for ``B`` structures with ``N`` atoms in total.
-
-    Attributes:
-        energy: ``[B, 1]``. forces: ``[N, 3]`` ``= -∂E/∂pos`` (``None`` unless asked for).
-        atom_energies: ``[N, 1]`` (``None`` for models without them).
-        level_energies: ``[B, L + 1]``. hierarchicality: ``[B, 1]``.
-        stress: ``[B, 3, 3]`` ``= (1/V) ∂E/∂ε`` (``None`` unless asked for), see :mod:`.strain`.
-    """
-
-    energy: Tensor
-    forces: Tensor | None
-    atom_energies: Tensor | None
-    level_energies: Tensor
-    hierarchicality: Tensor
-    stress: Tensor | None = None
-
-
-class HipNN(nn.Module):
+class HipNN(Potential):
     """Hierarchically Interacting Particle Neural Network with tensor sensitivity.
 
-    Hyper-parameter names follow hippynn's ``Hipnn``:
+    Hyper-parameter names follow hippynn's ``Hipnn``; the cutoff of the potential is
+    ``dist_hard_max``. Extra outputs: ``level_energies``, ``hierarchicality``.
 
     Args:
         species: atomic numbers (or bead types) the model knows; input ``z`` outside this list
@@ -85,7 +54,10 @@ class HipNN(nn.Module):
         trainable_reference_energies: let the optimiser move the per-species reference energies
             (level 0). Off by default, as in hippynn: they are large (≈ 10⁴ kcal/mol per atom), a
             float32 step rounds to their last bit, and an average of the weights cannot follow them.
+        units: of positions and energies (set from the training data).
     """
+
+    reports = frozenset({"level_energies", "hierarchicality"})
 
     def __init__(
         self,
@@ -105,14 +77,11 @@ class HipNN(nn.Module):
         trainable_sensitivities: bool = True,
         fused: bool = True,
         trainable_reference_energies: bool = False,
+        units: Units | None = None,
     ):
-        super().__init__()
-        species = [int(s) for s in species]
-        if not species or len(set(species)) != len(species) or min(species) < 0:
-            raise ValueError(f"species must be distinct non-negative integers, got {species}")
-        self.species = species
+        super().__init__(species, dist_hard_max, units)
+        species = self.species
         self.dist_hard_max, self.l_max, self.fused = dist_hard_max, l_max, fused
-        self.species_index = SpeciesIndex(species)
         self.activation = nn.Softplus()
         widths = [len(species)] + [n_features] * n_interaction_layers
         self.blocks = nn.ModuleList()
@@ -146,18 +115,6 @@ class HipNN(nn.Module):
         """``z [N] -> [N, n_species]``; raises on species the model does not know."""
         return nn.functional.one_hot(self.species_index(z), len(self.species)).to(dtype)
 
-    def pairs(
-        self, pos: Tensor, batch: Tensor, cell: Tensor | None = None, pbc: Tensor | None = None
-    ) -> PairList:
-        """Radius graph of the batch with geometry that carries gradients to ``pos``.
-
-        With ``cell [B, 3, 3]`` and ``pbc [B, 3]`` periodic images are included (vesin).
-        """
-        edge_index, shifts, images = neighbour_pairs(pos, batch, self.dist_hard_max, cell, pbc)
-        pairs = build_pair_list(pos, edge_index, shifts, images)
-        self.interactions[0].sensitivity.warn_if_too_close(pairs.dist)
-        return pairs
-
     def features(self, z: Tensor, pos: Tensor, pairs: PairList) -> list[Tensor]:
         """Features of every level ``[x⁰ = one-hot, x¹, ..., x^L]``, each ``[N, f_k]``."""
         x = self.one_hot(z, pos.dtype)
@@ -169,75 +126,27 @@ class HipNN(nn.Module):
             levels.append(x)
         return levels
 
-    def forward(self, z: Tensor, pos: Tensor, batch: Tensor | None = None) -> Tensor:
-        """Energy per structure ``[B, 1]``."""
-        return self.predict(z, pos, batch, forces=False).energy
+    def atom_energies(self, structures: Structures) -> Tensor:
+        """``Σ_k e_i^(k)`` ``[N]``; records ``level_energies [B, L + 1]`` and
+        ``hierarchicality [B, 1]`` (see :class:`~.energy.HierarchicalEnergy`)."""
+        pairs = structures.pairs(self.dist_hard_max)
+        self.interactions[0].sensitivity.warn_if_too_close(pairs.dist)
+        levels = self.features(structures.z, structures.pos, pairs)
+        energies = self.energy_head(levels, structures.batch, structures.n_structures)
+        structures.record("level_energies", energies.level_energies)
+        structures.record("hierarchicality", energies.hierarchicality)
+        return energies.atom_energies
 
-    def predict(
-        self,
-        z: Tensor,
-        pos: Tensor,
-        batch: Tensor | None = None,
-        *,
-        cell: Tensor | None = None,
-        pbc: Tensor | None = None,
-        forces: bool = True,
-        stress: bool = False,
-        create_graph: bool = False,
-    ) -> HipOutput:
-        """Energies, forces ``-∂E/∂pos`` and stress ``(1/V) ∂E/∂ε`` by autograd when asked for.
-
-        ``cell [B, 3, 3]`` (rows = lattice vectors) and ``pbc [B, 3]`` make the structures
-        periodic; ``stress`` needs them. Use ``create_graph=True`` when a loss on the forces is
-        to be back-propagated.
-        """
-        batch = validate_atoms(z, pos, batch)
-        z = z.long()
-        if (forces or stress) and not pos.requires_grad:
-            pos = pos.detach().requires_grad_(True)
-        n_structures = int(batch[-1]) + 1
-        with torch.set_grad_enabled(forces or stress or torch.is_grad_enabled()):
-            strain = None
-            strained_pos, strained_cell = pos, cell
-            if stress:
-                strain = zero_strain(cell, pbc, n_structures)
-                strained_pos, strained_cell = apply_strain(pos, cell, batch, strain)
-            pairs = self.pairs(strained_pos, batch, strained_cell, pbc)
-            levels = self.features(z, strained_pos, pairs)
-            energies = self.energy_head(levels, batch, n_structures)
-            wrt = ([pos] if forces else []) + ([strain] if stress else [])
-            grads = []
-            if wrt:
-                grads = torch.autograd.grad(
-                    energies.energy.sum(),
-                    wrt,
-                    create_graph=create_graph,
-                    retain_graph=create_graph,
-                    allow_unused=True,
-                    materialize_grads=True,
-                )
-            force = -grads[0] if forces else None
-            stress_tensor = stress_from_strain_gradient(grads[-1], cell) if stress else None
-        return HipOutput(
-            energies.energy,
-            force,
-            energies.atom_energies,
-            energies.level_energies,
-            energies.hierarchicality,
-            stress_tensor,
-        )
-
-    def predict_data(
-        self, data: Batch, *, forces: bool = True, stress: bool = False, create_graph: bool = False
-    ) -> HipOutput:
-        """:meth:`predict` on a PyG ``Data`` / ``Batch`` (``z``, ``pos``, ``batch``, ``cell``, ``pbc``)."""
-        return self.predict(
-            *structure_inputs(data),
-            **periodic_inputs(data),
-            forces=forces,
-            stress=stress,
-            create_graph=create_graph,
-        )
+    def pre_fit(self, dataset: Any) -> None:
+        """Per-species reference energies (level 0) by least squares on the training energies,
+        and the higher levels scaled down by :data:`HIGHER_LEVEL_DECAY` (as hippynn starts)."""
+        if len(dataset) == 0 or "energy" not in dataset[0]:
+            rank_zero_info("The training data has no energies: reference energies are not fitted.")
+            return
+        e0 = fit_reference_energies(dataset, self.species)
+        self.set_reference_energies(e0, decay_factor=HIGHER_LEVEL_DECAY)
+        listing = ", ".join(f"{z}: {e:.6g}" for z, e in zip(self.species, e0.tolist(), strict=True))
+        rank_zero_info(f"Reference energies per species: {listing}")
 
     def set_reference_energies(self, per_species: Tensor, decay_factor: float = 1.0) -> None:
         """Per-species reference energies ``[n_species]`` (order of ``species``) into level 0.

@@ -1,0 +1,22 @@
+"""The :class:`Potential` contract and the potentials built on it alone: sums, reference
+energies, saving and loading."""
+
+from pyg_hipts.potentials.base import PROPERTIES, Potential, PotentialOutput
+from pyg_hipts.potentials.io import CheckpointError, build_potential, load_potential, save_potential
+from pyg_hipts.potentials.reference import ReferenceEnergies
+from pyg_hipts.potentials.structures import Structures
+from pyg_hipts.potentials.sum import PotentialFactory, SumPotential
+
+__all__ = [
+    "PROPERTIES",
+    "CheckpointError",
+    "Potential",
+    "PotentialFactory",
+    "PotentialOutput",
+    "ReferenceEnergies",
+    "Structures",
+    "SumPotential",
+    "build_potential",
+    "load_potential",
+    "save_potential",
+]
