@@ -1,27 +1,25 @@
-"""The ``pyg-hipts`` command: Lightning's CLI over an :class:`EnergyForceModule` and :class:`AtomsDataModule`.
+"""Lightning's CLI over :class:`PotentialModule` and :class:`AtomsDataModule`.
 
 Subcommands ``fit``, ``validate``, ``test``, ``predict``; e.g.::
 
-    pyg-hipts fit --config configs/quickstart.yaml --model.l_max 1 --trainer.max_epochs 10
+    pyg-hipts fit --config configs/quickstart.yaml --model.model.init_args.l_max 1 --trainer.max_epochs 10
     pyg-hipts predict --config runs/quickstart/version_0/config.yaml \\
         --ckpt_path runs/quickstart/version_0/checkpoints/best.ckpt \\
         --data.predict_file structures.npz --prediction_writer.output_path predictions.npz
 
-Model options are ``--model.init_args.<name>`` (short form ``--model.<name>``), data options
-``--data.<name>``. After ``fit``, the best checkpoint is tested when a test set exists (disable
+Options of the module are ``--model.<name>`` (e.g. ``--model.lr``), of the potential
+``--model.model.init_args.<name>``, of the data ``--data.<name>``. After ``fit``, the best checkpoint is tested when a test set exists (disable
 with ``--test_after_fit false``), which prints the test errors with their units.
 """
 
 from __future__ import annotations
 
 import sys
-from unittest.mock import patch
-
 import torch
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 
-from pyg_hipts.train.base import EnergyForceModule
 from pyg_hipts.train.datamodule import AtomsDataModule
+from pyg_hipts.train.module import PotentialModule
 from pyg_hipts.train.writer import PredictionWriter
 
 
@@ -59,46 +57,20 @@ class PotentialCLI(LightningCLI):
         self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path="best" if best else None)
 
 
-def run_cli(args: ArgsType = None) -> PotentialCLI | None:
-    """Run ``pyg-hipts``; ``args`` replaces ``sys.argv[1:]`` (e.g. in tests).
-
-    ``pyg-hipts compare|ensemble|label ...`` run :mod:`pyg_hipts.compare.runner`,
-    :mod:`pyg_hipts.ensemble.train` and :mod:`pyg_hipts.ensemble.labels`; the other subcommands
-    are Lightning's, and the CLI object is returned.
-    """
-    arguments = list(sys.argv[1:] if args is None else args)
-    if arguments[:1] == ["compare"]:
-        from pyg_hipts.compare.runner import main as compare
-
-        compare(arguments[1:])
-        return None
-    if arguments[:1] == ["ensemble"]:
-        from pyg_hipts.ensemble.train import main as ensemble
-
-        ensemble(arguments[1:])
-        return None
-    if arguments[:1] == ["label"]:
-        from pyg_hipts.ensemble.labels import main as label
-
-        label(arguments[1:])
-        return None
-    # given arguments replace the calling program's own, which Lightning would warn about
-    with patch.object(sys, "argv", sys.argv if args is None else sys.argv[:1]):
+def run_fit_cli(args: ArgsType = None) -> PotentialCLI:
+    """Lightning's subcommands (``fit``, ``validate``, ``test``, ``predict``) on ``args``
+    (``sys.argv[1:]`` when ``None``); returns the CLI object."""
+    saved_argv = sys.argv
+    if args is not None:  # given arguments replace the calling program's own, which Lightning would warn about
+        sys.argv = sys.argv[:1]
+    try:
         return PotentialCLI(
-            EnergyForceModule,
+            PotentialModule,
             AtomsDataModule,
-            subclass_mode_model=True,
             auto_configure_optimizers=False,
             seed_everything_default=0,
             save_config_kwargs={"overwrite": True},
             args=args,
         )
-
-
-def main(args: ArgsType = None) -> None:
-    """Entry point of the ``pyg-hipts`` command (returns nothing: a console script exits with it)."""
-    run_cli(args)
-
-
-if __name__ == "__main__":
-    main()
+    finally:
+        sys.argv = saved_argv

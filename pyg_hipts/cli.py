@@ -1,0 +1,42 @@
+"""The ``pyg-hipts`` command; every subcommand is registered here.
+
+- ``fit``, ``validate``, ``test``, ``predict``: Lightning's CLI (:mod:`pyg_hipts.train.cli`);
+- ``compare``: several models on the same data and budget (:mod:`pyg_hipts.compare.runner`);
+- ``ensemble``: members differing by seed (:mod:`pyg_hipts.ensemble.train`);
+- ``label``: an ensemble's mean forces and atom energies as labels (:mod:`pyg_hipts.ensemble.labels`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+from lightning.pytorch.cli import ArgsType
+
+WORKFLOWS = {
+    "compare": "pyg_hipts.compare.runner",
+    "ensemble": "pyg_hipts.ensemble.train",
+    "label": "pyg_hipts.ensemble.labels",
+}
+"""Subcommands outside Lightning's: name -> module with ``main(args: list[str])``."""
+
+
+def run_cli(args: ArgsType = None) -> Any:
+    """Run ``pyg-hipts`` on ``args`` (``sys.argv[1:]`` when ``None``); returns the Lightning CLI
+    object for Lightning's subcommands, the workflow's result otherwise."""
+    arguments = list(sys.argv[1:] if args is None else args)
+    if arguments[:1] and arguments[0] in WORKFLOWS:
+        return importlib.import_module(WORKFLOWS[arguments[0]]).main(arguments[1:])
+    from pyg_hipts.train.cli import run_fit_cli
+
+    return run_fit_cli(args)
+
+
+def main(args: ArgsType = None) -> None:
+    """Entry point of the ``pyg-hipts`` command (returns nothing: a console script exits with it)."""
+    run_cli(args)
+
+
+if __name__ == "__main__":
+    main()
