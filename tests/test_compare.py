@@ -10,9 +10,9 @@ import matplotlib.image
 import pytest
 import yaml
 
+from pyg_hipts.cli import main
 from pyg_hipts.compare.report import ModelResult, learning_curve, write_report
 from pyg_hipts.compare.runner import read_comparison
-from pyg_hipts.train.cli import main
 
 
 def _stub(tmp_path: Path, name: str, seconds: list[float], errors: list[float], **numbers) -> ModelResult:
@@ -123,32 +123,39 @@ def test_comparison_config_is_checked(tmp_path: Path) -> None:
         read_comparison(tmp_path / "c.yaml")
 
 
+FORCE_LOSS = {"class_path": "pyg_hipts.train.losses.ForceLoss", "init_args": {"weight": 20.0}}
 BASE = {
     "seed_everything": 0,
     "model": {
-        "class_path": "pyg_hipts.train.PotentialModule",
-        "init_args": {
-            **{
-                "n_features": 8,
-                "n_sensitivities": 6,
-                "n_interaction_layers": 1,
-                "n_atom_layers": 1,
-                "l_max": 1,
+        "model": {
+            "class_path": "pyg_hipts.nn.HipNN",
+            "init_args": {
+                **{"n_features": 8, "n_sensitivities": 6, "n_interaction_layers": 1, "n_atom_layers": 1},
+                **{"l_max": 1, "dist_soft_min": 0.85, "dist_soft_max": 4.0, "dist_hard_max": 4.5},
             },
-            **{"dist_soft_min": 0.85, "dist_soft_max": 4.0, "dist_hard_max": 4.5, "force_weight": 20.0},
         },
+        "losses": [{"class_path": "pyg_hipts.train.losses.EnergyLoss"}, FORCE_LOSS],
     },
     "data": {"train_file": "embedded:ethanol", "n_train": 20, "n_val": 10, "n_test": 10, "batch_size": 10},
     "trainer": {"max_epochs": 2, "accelerator": "cpu", "devices": 1, "inference_mode": False},
 }
+SCHNET_NETWORK = {
+    "class_path": "torch_geometric.nn.models.SchNet",
+    "init_args": {"hidden_channels": 8, "num_filters": 8, "num_interactions": 1, "cutoff": 4.0},
+}
 SCHNET = {
-    "class_path": "pyg_hipts.compare.PygPotentialModule",
-    "init_args": {
-        "network": {
-            "class_path": "torch_geometric.nn.models.SchNet",
-            "init_args": {"hidden_channels": 8, "num_filters": 8, "num_interactions": 1, "cutoff": 4.0},
-        }
-    },
+    "model": {
+        "class_path": "pyg_hipts.potentials.SumPotential",
+        "init_args": {
+            "terms": [
+                {"class_path": "pyg_hipts.potentials.ReferenceEnergies"},
+                {
+                    "class_path": "pyg_hipts.potentials.pyg.PygPotential",
+                    "init_args": {"network": SCHNET_NETWORK},
+                },
+            ]
+        },
+    }
 }
 
 

@@ -119,11 +119,11 @@ def test_fused_and_plain_message_passing_agree_to_second_derivatives(l_max, mixe
 def test_energy_is_sum_of_levels_and_of_atom_energies(mixed_batch):
     z, pos, batch = mixed_batch
     out = _model(2).predict(z, pos, batch)
-    torch.testing.assert_close(out.level_energies.sum(1, keepdim=True), out.energy)
+    torch.testing.assert_close(out.extras["level_energies"].sum(1, keepdim=True), out.energy)
     per_structure = torch.zeros_like(out.energy).index_add_(0, batch, out.atom_energies)
     torch.testing.assert_close(per_structure, out.energy)
-    assert out.level_energies.shape == (4, 3)
-    assert out.hierarchicality.shape == (4, 1) and bool((out.hierarchicality > 0).all())
+    assert out.extras["level_energies"].shape == (4, 3)
+    assert out.extras["hierarchicality"].shape == (4, 1) and bool((out.extras["hierarchicality"] > 0).all())
 
 
 def test_reference_energies_shift_energy_by_composition(mixed_batch):
@@ -144,9 +144,9 @@ def test_reference_energies_shift_energy_by_composition(mixed_batch):
 def test_hierarchical_initialisation_shrinks_higher_levels(mixed_batch):
     z, pos, batch = mixed_batch
     model = _model(2)
-    before = model.predict(z, pos, batch, forces=False).level_energies
+    before = model.predict(z, pos, batch, forces=False).extras["level_energies"]
     model.set_reference_energies(torch.zeros(4, dtype=torch.float64), decay_factor=1e-2)
-    after = model.predict(z, pos, batch, forces=False).level_energies
+    after = model.predict(z, pos, batch, forces=False).extras["level_energies"]
     torch.testing.assert_close(after[:, 0], torch.zeros(4, dtype=torch.float64))
     torch.testing.assert_close(after[:, 1], 1e-2 * before[:, 1])
     torch.testing.assert_close(after[:, 2], 1e-4 * before[:, 2])

@@ -1,7 +1,7 @@
-"""PyG's atomistic models (SchNet, DimeNet++, ViSNet, ...) through the same training, and
-side-by-side comparison reports."""
+"""Side-by-side comparisons of potentials on the same data, split and budget (``pyg-hipts
+compare``): a worker process per model, and the report."""
 
-from pyg_hipts.compare.module import PygPotentialModule
-from pyg_hipts.compare.potential import PygPotential, build_network
+from pyg_hipts.compare.report import ModelResult, write_report
+from pyg_hipts.compare.runner import read_comparison
 
-__all__ = ["PygPotential", "PygPotentialModule", "build_network"]
+__all__ = ["ModelResult", "read_comparison", "write_report"]

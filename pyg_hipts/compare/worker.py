@@ -15,19 +15,19 @@ import resource
 from dataclasses import asdict
 from pathlib import Path
 
-import torch
 from torch_geometric.data import Batch
 
 from pyg_hipts.compare.report import ModelResult
+from pyg_hipts.potentials import Potential, load_potential
 from pyg_hipts.timing import max_time, median_seconds
 from pyg_hipts.train.callbacks import EpochClock
-from pyg_hipts.train.cli import run_cli as pyg_hipts
+from pyg_hipts.train.cli import run_fit_cli
 
 THROUGHPUT_FRAMES = 200
 THROUGHPUT_REPEATS = 3
 
 
-def throughput(model: torch.nn.Module, frames: list, batch_size: int) -> float:
+def throughput(model: Potential, frames: list, batch_size: int) -> float:
     """Atoms per second for energies + forces over ``frames`` (median of a few passes)."""
     batches = [Batch.from_data_list(frames[i : i + batch_size]) for i in range(0, len(frames), batch_size)]
     n_atoms = sum(b.num_nodes for b in batches)
@@ -64,20 +64,20 @@ def run(
     ]
     if threads is not None:
         arguments += ["--num_threads", str(threads)]
-    cli = pyg_hipts(arguments)
+    cli = run_fit_cli(arguments)
     clock = next(c for c in cli.trainer.callbacks if isinstance(c, EpochClock))
     metrics = {key: float(value) for key, value in cli.trainer.callback_metrics.items()}
-    module = cli.model
     checkpoint = cli.trainer.checkpoint_callback
     if checkpoint is not None and checkpoint.best_model_path:
-        module = type(module).load_from_checkpoint(checkpoint.best_model_path, weights_only=False)
-    network = module.eval_model
+        network = load_potential(checkpoint.best_model_path)
+    else:
+        network = cli.model.eval_model
     test_frames = list(cli.datamodule.datasets["test"])[:THROUGHPUT_FRAMES]
     epochs = cli.trainer.current_epoch
     units = cli.datamodule.units
     return ModelResult(
         name=name,
-        parameters=sum(p.numel() for p in module.model.parameters()),
+        parameters=sum(p.numel() for p in network.parameters()),
         epochs=epochs,
         train_seconds=clock.train_seconds,
         seconds_per_epoch=clock.train_seconds / max(epochs, 1),
