@@ -35,7 +35,7 @@ def _synthetic(n_frames: int = 200, seed: int = 0) -> AtomsDataset:
         counts = torch.tensor([(z == s).sum() for s in SPECIES], dtype=torch.float64)
         energy = float(counts @ TRUE_E0)
         frames.append(make_frame(z, rng.normal(size=(len(z), 3)), energy, dtype=torch.float64))
-    return AtomsDataset(frames, Units("Å", "Hartree"), "synthetic")
+    return AtomsDataset(frames, Units("Å", "Hartree"), "synthetic", min_distance=0)  # random geometry
 
 
 def test_count_species() -> None:

@@ -21,7 +21,14 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data, InMemoryDataset
 
-from pyg_hipts.units import Units
+from pyg_hipts.data.periodic import coincident_pairs, describe_close_pairs
+from pyg_hipts.units import Units, length_factor
+
+MIN_DISTANCE_ANGSTROM = 0.1
+"""Atoms closer than this (in Å, converted to the data's length unit) are an error: no potential
+is fitted there, and at distance 0 the geometry is undefined."""
+CHECK_CHUNK = 512
+"""Structures checked for close atoms at once."""
 
 
 def make_frame(
@@ -73,6 +80,11 @@ class AtomsDataset(InMemoryDataset):
         units: units of ``pos``, ``energy`` and ``forces``.
         source: the file or folder the frames came from (used in messages).
         transform: applied to each frame on access, as in PyG datasets.
+        min_distance: atoms closer than this (length unit) are an error naming the frame and the
+            atoms; by default :data:`MIN_DISTANCE_ANGSTROM` in the data's unit, ``0`` for no check.
+
+    Every frame carries ``frame_index`` ``[1]``, its position in ``source``, so that a batch names
+    its structures in messages.
     """
 
     def __init__(
@@ -81,6 +93,7 @@ class AtomsDataset(InMemoryDataset):
         units: Units,
         source: str,
         transform: Callable[[Data], Data] | None = None,
+        min_distance: float | None = None,
     ) -> None:
         super().__init__(root=None, transform=transform)
         if len(data_list) == 0:
@@ -94,6 +107,39 @@ class AtomsDataset(InMemoryDataset):
         self.data, self.slices = self.collate(list(data_list))
         self._units = units
         self._source = str(source)
+        if min_distance is None:
+            min_distance = MIN_DISTANCE_ANGSTROM * length_factor("Å", units.length)
+        if min_distance > 0:
+            self._check_distances(min_distance)
+
+    @property
+    def frame_bounds(self) -> Tensor:
+        """``[F + 1]`` offsets of the frames' atoms in the file's storage (all frames, not a view)."""
+        if self.slices is None:  # PyG keeps no slices for a single frame
+            return torch.tensor([0, self._data.pos.shape[0]])
+        return self.slices["pos"]
+
+    def _check_distances(self, min_distance: float) -> None:
+        """Raise naming the frame and atoms when two atoms are closer than ``min_distance``."""
+        bounds = self.frame_bounds
+        periodic = "cell" in self._data
+        for first in range(0, len(bounds) - 1, CHECK_CHUNK):
+            last = min(first + CHECK_CHUNK, len(bounds) - 1)
+            counts = bounds[first + 1 : last + 1] - bounds[first:last]
+            pos = self._data.pos[bounds[first] : bounds[last]]
+            batch = torch.repeat_interleave(torch.arange(last - first), counts)
+            cell = self._data.cell[first:last] if periodic else None
+            pbc = self._data.pbc[first:last] if periodic else None
+            edge_index, distance = coincident_pairs(pos, batch, min_distance, cell, pbc)
+            if distance.numel():
+                listing = describe_close_pairs(edge_index, distance, batch, min_distance, "frame", first)
+                raise ValueError(f"{self._source}: atoms too close ({self._units.length}): {listing}")
+
+    def get(self, idx: int) -> Data:
+        """Frame ``idx`` of the file, with its ``frame_index``."""
+        frame = super().get(idx)
+        frame.frame_index = torch.tensor([idx], dtype=torch.long)
+        return frame
 
     @property
     def units(self) -> Units:

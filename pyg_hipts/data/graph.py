@@ -27,8 +27,9 @@ def validate_atoms(z: Tensor, pos: Tensor, batch: Tensor | None) -> Tensor:
     """Check the inputs of a forward pass and return ``batch`` (all zeros when ``None``).
 
     Raises ``ValueError`` naming the problem for: an empty batch, ``pos`` not of shape
-    ``[N, 3]``, ``z`` not of shape ``[N]``, ``batch`` not of shape ``[N]`` or not sorted,
-    and NaN or infinite positions.
+    ``[N, 3]``, ``z`` not of shape ``[N]``, ``batch`` not of shape ``[N]``, not sorted, not
+    starting at 0 or with gaps (a missing structure index would be a phantom structure of
+    energy 0), and NaN or infinite positions.
     """
     if pos.dim() != 2 or pos.shape[-1] != 3:
         raise ValueError(f"pos must have shape [N, 3], got {list(pos.shape)}")
@@ -48,6 +49,17 @@ def validate_atoms(z: Tensor, pos: Tensor, batch: Tensor | None) -> Tensor:
         raise ValueError(f"batch must have shape [N] = [{n_atoms}] to match pos, got {list(batch.shape)}")
     if n_atoms > 1 and bool((batch[1:] < batch[:-1]).any()):
         raise ValueError("batch must be sorted (atoms of one structure contiguous, as PyG batches are)")
+    if int(batch[0]) != 0:
+        raise ValueError(
+            f"batch must number the structures from 0; the first atom is in structure {int(batch[0])}"
+        )
+    jumps = (batch[1:] - batch[:-1] > 1).nonzero().flatten()
+    if jumps.numel():
+        atom = int(jumps[0]) + 1
+        raise ValueError(
+            f"batch must number the structures 0, 1, …, B−1 without gaps; it jumps from "
+            f"{int(batch[atom - 1])} to {int(batch[atom])} at atom {atom}"
+        )
     return batch
 
 
@@ -72,7 +84,8 @@ def _radius_graph_dense(pos: Tensor, cutoff: float, batch: Tensor) -> Tensor:
 
 
 def radius_graph(pos: Tensor, cutoff: float, batch: Tensor, use_torch_cluster: bool | None = None) -> Tensor:
-    """Directed pairs ``(j -> i)`` with ``0 < |pos_j - pos_i| <= cutoff`` within each structure.
+    """Directed pairs ``(j -> i)`` of distinct atoms with ``|pos_j - pos_i| <= cutoff`` within each
+    structure (coincident atoms, ``d = 0``, are pairs too, so that callers can refuse them).
 
     Uses torch-cluster when it is importable (``use_torch_cluster=None``), else the pure-torch
     search; both give the same set of pairs. There is no neighbour cap: torch-cluster is called

@@ -79,10 +79,51 @@ def pair_distances(pos: Tensor, edge_index: Tensor, shifts: Tensor | None = None
 
 
 def _check_cell(box: np.ndarray, periodic: np.ndarray, index: int) -> None:
-    """A periodic direction needs a non-degenerate cell."""
-    if periodic.any() and abs(np.linalg.det(box)) < 1e-12:
-        raise ValueError(
-            f"structure {index}: the cell is degenerate (zero volume) but pbc={periodic.tolist()}"
-        )
+    """The lattice vectors of the periodic directions must be linearly independent (a slab with
+    ``pbc = (T, T, F)`` may have a zero third vector; a periodic direction may not)."""
     if not np.isfinite(box).all():
         raise ValueError(f"structure {index}: the cell holds NaN or infinite values")
+    vectors = box[periodic]
+    if len(vectors) and abs(np.linalg.det(vectors @ vectors.T)) < 1e-12:
+        raise ValueError(
+            f"structure {index}: the lattice vectors of the periodic directions pbc={periodic.tolist()} "
+            f"are degenerate (zero length or linearly dependent): cell {box.tolist()}"
+        )
+
+
+def coincident_pairs(
+    pos: Tensor, batch: Tensor, min_distance: float, cell: Tensor | None = None, pbc: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """Pairs of atoms closer than ``min_distance`` (periodic images included): ``edge_index
+    [2, P]`` (each pair once, ``j < i``) and their distances ``[P]``.
+
+    The cell lists search 20 times farther than ``min_distance`` (then filter): cells as small
+    as ``min_distance`` would be far too many.
+    """
+    edge_index, shifts, _ = neighbour_pairs(pos, batch, 20.0 * min_distance, cell, pbc)
+    distance = pair_distances(pos.detach(), edge_index, shifts)
+    keep = (edge_index[0] < edge_index[1]) & (distance < min_distance)
+    return edge_index[:, keep], distance[keep]
+
+
+def describe_close_pairs(
+    edge_index: Tensor,
+    distance: Tensor,
+    batch: Tensor,
+    min_distance: float,
+    label: str = "structure",
+    first: int = 0,
+) -> str:
+    """``"<label> b: atoms i and j are d apart"`` for the first few pairs (atom indices within
+    their structure, structures numbered from ``first``), with the minimum."""
+    starts = torch.cumsum(torch.bincount(batch), 0) - torch.bincount(batch)
+    lines = []
+    for k in range(min(int(distance.numel()), 5)):
+        j, i = (int(a) for a in edge_index[:, k])
+        b = int(batch[i])
+        lines.append(
+            f"{label} {first + b}: atoms {j - int(starts[b])} and {i - int(starts[b])} "
+            f"are {float(distance[k]):.3g} apart"
+        )
+    more = f" (and {distance.numel() - 5} more pairs)" if distance.numel() > 5 else ""
+    return "; ".join(lines) + more + f"; the minimum distance allowed is {min_distance:.3g}"

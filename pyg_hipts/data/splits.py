@@ -6,8 +6,10 @@ tensor of frame indices; the three are disjoint.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -18,6 +20,20 @@ from torch import Tensor
 from pyg_hipts.data.readers._checks import require_path
 
 SPLIT_NAMES = ("train", "val", "test")
+FINGERPRINT_KEYS = ("n_frames", "positions_sha256")
+
+
+def dataset_fingerprint(dataset) -> dict[str, np.ndarray]:
+    """``n_frames`` and the SHA-256 of all species and positions (as float32, so a file read in
+    either precision gives the same) of an :class:`~pyg_hipts.data.AtomsDataset` (the whole file,
+    not a view)."""
+    digest = hashlib.sha256()
+    digest.update(dataset._data.z.numpy().tobytes())
+    digest.update(dataset._data.pos.to(torch.float32).numpy().tobytes())
+    return {
+        "n_frames": np.array(dataset.frame_bounds.numel() - 1),
+        "positions_sha256": np.array(digest.hexdigest()),
+    }
 
 
 def _counts(
@@ -104,20 +120,45 @@ def validate_split(
     return checked
 
 
-def save_split(path: str | Path, split: Mapping[str, Tensor | np.ndarray]) -> Path:
-    """Write a validated split to ``path`` (``.npz`` with int64 arrays ``train``, ``val``, ``test``)."""
-    checked = validate_split(split)
+def save_split(path: str | Path, split: Mapping[str, Tensor | np.ndarray], dataset=None) -> Path:
+    """Write a validated split to ``path`` (``.npz`` with int64 arrays ``train``, ``val``, ``test``),
+    with the :func:`dataset_fingerprint` of the ``dataset`` it indexes when given."""
+    checked = validate_split(split, None if dataset is None else len(dataset))
+    fingerprint = {} if dataset is None else dataset_fingerprint(dataset)
     path = Path(path)
     with path.open("wb") as handle:
-        np.savez(handle, **{name: indices.numpy() for name, indices in checked.items()})
+        np.savez(handle, **{name: indices.numpy() for name, indices in checked.items()}, **fingerprint)
     return path
 
 
-def load_split(path: str | Path, n: int | None = None) -> dict[str, Tensor]:
-    """Read a split written by :func:`save_split`; with ``n``, indices must lie in ``range(n)``."""
+def load_split(path: str | Path, n: int | None = None, dataset=None) -> dict[str, Tensor]:
+    """Read a split written by :func:`save_split`; with ``n``, indices must lie in ``range(n)``.
+
+    With ``dataset``, a split that records the fingerprint of another dataset is refused; one
+    without a fingerprint is accepted with a warning.
+    """
     path = require_path(path)
-    with np.load(path) as arrays:
-        return validate_split({name: arrays[name] for name in arrays.files}, n, source=str(path))
+    try:
+        with np.load(path) as arrays:
+            stored = {name: arrays[name] for name in arrays.files}
+    except (OSError, ValueError, EOFError) as error:
+        raise ValueError(f"{path}: not a readable split file ({error})") from error
+    fingerprint = {key: stored.pop(key) for key in FINGERPRINT_KEYS if key in stored}
+    if dataset is not None:
+        n = len(dataset) if n is None else n
+        if not fingerprint:
+            warnings.warn(
+                f"{path}: the split records no dataset fingerprint; it is not checked", stacklevel=2
+            )
+        else:
+            expected = dataset_fingerprint(dataset)
+            if any(str(fingerprint[k]) != str(expected[k]) for k in FINGERPRINT_KEYS):
+                raise ValueError(
+                    f"{path}: the split was made for another dataset ({int(fingerprint['n_frames'])} frames, "
+                    f"positions sha256 {str(fingerprint['positions_sha256'])[:12]}…) than {dataset.source} "
+                    f"({int(expected['n_frames'])} frames, {str(expected['positions_sha256'])[:12]}…)"
+                )
+    return validate_split(stored, n, source=str(path))
 
 
 def read_index_file(path: str | Path) -> Tensor:

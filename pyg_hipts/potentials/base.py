@@ -30,11 +30,12 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.data import Batch
 
+from pyg_hipts.data.dataset import MIN_DISTANCE_ANGSTROM
 from pyg_hipts.data.graph import validate_atoms
 from pyg_hipts.potentials.species import SpeciesIndex
 from pyg_hipts.potentials.strain import apply_strain, stress_from_strain_gradient, zero_strain
 from pyg_hipts.potentials.structures import Structures
-from pyg_hipts.units import Units
+from pyg_hipts.units import Units, length_factor
 
 PROPERTIES = ("energy", "atom_energies", "forces", "stress", "virial")
 """What :meth:`Potential.predict` can return; :meth:`Potential.supports` says which a potential does."""
@@ -164,7 +165,11 @@ class Potential(nn.Module, ABC):
         cell: Tensor | None = None,
         pbc: Tensor | None = None,
     ) -> Structures:
-        """Validated :class:`Structures` of the inputs, positions cast to the weights' dtype."""
+        """Validated :class:`Structures` of the inputs, positions cast to the weights' dtype.
+
+        Atoms closer than :data:`~pyg_hipts.data.dataset.MIN_DISTANCE_ANGSTROM` (in the
+        potential's length unit) are refused when the pairs are built.
+        """
         batch = validate_atoms(z, pos, batch)
         dtype = self.dtype or pos.dtype
         pos = pos.to(dtype)
@@ -176,7 +181,9 @@ class Potential(nn.Module, ABC):
             raise ValueError("cell and pbc must be given together")
         z = z.long()
         self.species_index(z)  # unknown species are an error here, for every potential
-        return Structures(z, pos, batch, int(batch[-1]) + 1, cell, pbc)
+        length = "Å" if self.units is None else self.units.length
+        min_distance = MIN_DISTANCE_ANGSTROM * length_factor("Å", length)
+        return Structures(z, pos, batch, int(batch[-1]) + 1, cell, pbc, min_distance)
 
     def predict(
         self,
@@ -211,6 +218,9 @@ class Potential(nn.Module, ABC):
             atom = self.atom_energies(inputs).reshape(-1, 1)
             energy = torch.zeros(inputs.n_structures, 1, dtype=torch.float64, device=atom.device)
             energy = energy.index_add(0, inputs.batch, atom.double())
+            if not bool(torch.isfinite(energy).all()):
+                bad = (~torch.isfinite(energy)).nonzero()[:, 0].tolist()
+                raise FloatingPointError(f"{type(self).__name__}: non-finite energy for structures {bad[:10]}")
             wrt = ([pos] if forces else []) + ([strain] if strained else [])
             grads: Sequence[Tensor] = []
             if wrt:

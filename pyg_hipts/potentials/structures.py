@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from torch import Tensor
 
 from pyg_hipts.data.graph import PairList, build_pair_list
-from pyg_hipts.data.periodic import neighbour_pairs
+from pyg_hipts.data.periodic import describe_close_pairs, neighbour_pairs
 
 
 @dataclass
@@ -21,7 +21,8 @@ class Structures:
 
     ``pos`` and ``cell`` are the (possibly strained) tensors the energy is differentiated
     through. :meth:`pairs` builds the neighbour list for a cutoff once and shares it between all
-    potentials of a sum. :meth:`record` keeps extra per-structure outputs of a potential (e.g.
+    potentials of a sum, and refuses atoms closer than ``min_distance`` (``ValueError`` naming the
+    structure and the atoms). :meth:`record` keeps extra per-structure outputs of a potential (e.g.
     HIP-NN's hierarchicality); they reach :attr:`PotentialOutput.extras`.
     """
 
@@ -31,6 +32,7 @@ class Structures:
     n_structures: int
     cell: Tensor | None = None
     pbc: Tensor | None = None
+    min_distance: float = 0.0
     extras: dict[str, Tensor] = field(default_factory=dict)
     _pairs: dict[float, PairList] = field(default_factory=dict, repr=False)
 
@@ -49,8 +51,18 @@ class Structures:
         key = float(cutoff)
         if key not in self._pairs:
             edge_index, shifts, images = neighbour_pairs(self.pos, self.batch, key, self.cell, self.pbc)
-            self._pairs[key] = build_pair_list(self.pos, edge_index, shifts, images)
+            pairs = build_pair_list(self.pos, edge_index, shifts, images)
+            self._check_distances(pairs)
+            self._pairs[key] = pairs
         return self._pairs[key]
+
+    def _check_distances(self, pairs: PairList) -> None:
+        close = (pairs.dist.detach() < self.min_distance) & (pairs.source < pairs.target)
+        if bool(close.any()):
+            listing = describe_close_pairs(
+                pairs.edge_index[:, close], pairs.dist.detach()[close], self.batch, self.min_distance
+            )
+            raise ValueError(f"atoms too close: {listing}")
 
     def record(self, name: str, value: Tensor) -> None:
         """Add ``value`` (``[B, …]``) to the extra output ``name`` (summed over the potentials of a

@@ -141,7 +141,7 @@ class AtomsDataModule(LightningDataModule):
         """The split of ``n`` frames of ``train_file``: loaded from ``split_file`` or drawn."""
         hp = self.hparams
         if hp.split_file is not None:
-            return load_split(hp.split_file, n)
+            return load_split(hp.split_file, n, dataset=self._train_source())
         n_val = hp.n_val if hp.n_val is not None else round(hp.val_fraction * n)
         n_test = 0 if hp.test_file is not None or (hp.n_train is None and hp.n_test is None) else hp.n_test
         n_train = hp.n_train if hp.n_train is not None else n - n_val - (n_test or 0)
@@ -176,7 +176,7 @@ class AtomsDataModule(LightningDataModule):
         if log_dir is None or not self.trainer.is_global_zero:
             return
         Path(log_dir).mkdir(parents=True, exist_ok=True)
-        save_split(Path(log_dir) / SPLIT_FILE_NAME, self.split)
+        save_split(Path(log_dir) / SPLIT_FILE_NAME, self.split, dataset=self._train_source())
 
     def _loader(self, name: str, shuffle: bool) -> DataLoader:
         dataset = self.datasets[name]
