@@ -16,6 +16,7 @@ Floats are ``float32`` unless a reader is asked for ``float64``.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+
 import numpy as np
 import torch
 from torch import Tensor

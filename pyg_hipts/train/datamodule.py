@@ -20,6 +20,7 @@ shipped with the package (:func:`pyg_hipts.data.embedded_dataset_path`).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,9 @@ class AtomsDataModule(LightningDataModule):
         eval_batch_size: structures per validation / test / predict batch (default ``batch_size``).
         num_workers: loader worker processes.
         seed: seed of the random split.
+        allow_unseen_species: accept species in ``test_file`` that ``train_file`` lacks (with a
+            warning): the model then knows them without having been trained on them, so this is
+            only for reference energies given by the user. Otherwise they are an error.
     """
 
     def __init__(
@@ -89,6 +93,7 @@ class AtomsDataModule(LightningDataModule):
         eval_batch_size: int | None = None,
         num_workers: int = 0,
         seed: int = 0,
+        allow_unseen_species: bool = False,
     ) -> None:
         super().__init__()
         if test_file is not None and n_test is not None:
@@ -119,11 +124,30 @@ class AtomsDataModule(LightningDataModule):
 
     @property
     def species(self) -> list[int]:
-        """Sorted species of ``train_file`` and ``test_file``: the species a model must know."""
+        """Sorted species of ``train_file`` (and of ``test_file`` with ``allow_unseen_species``):
+        the species a model must know. Test species that training lacks are an error naming them."""
+        return sorted(set(self._train_source().species) | set(self._unseen_test_species()))
+
+    def _unseen_test_species(self) -> list[int]:
+        """Species of ``test_file`` that ``train_file`` lacks: an error, or a warning with
+        ``allow_unseen_species``."""
         found = set(self._train_source().species)
+        unseen: list[int] = []
         if self.hparams.test_file is not None:
-            found |= set(self._read(self.hparams.test_file).species)
-        return sorted(found)
+            unseen = sorted(set(self._read(self.hparams.test_file).species) - found)
+            if unseen and not self.hparams.allow_unseen_species:
+                raise ValueError(
+                    f"{self.hparams.test_file}: species {unseen} do not occur in the training data "
+                    f"{self.hparams.train_file} (species {sorted(found)}); a model cannot learn them. "
+                    "Set data.allow_unseen_species true only with reference energies you give."
+                )
+            if unseen:
+                warnings.warn(
+                    f"{self.hparams.test_file}: species {unseen} are not in the training data; "
+                    "their energies come only from the reference energies you give",
+                    stacklevel=2,
+                )
+        return unseen
 
     @property
     def units(self) -> Units:
@@ -165,6 +189,7 @@ class AtomsDataModule(LightningDataModule):
                 raise ValueError(
                     f"units of test_file {self.datasets['test'].units} differ from {source.units}"
                 )
+        self._unseen_test_species()
         if stage == "fit":
             self._save_split()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -47,4 +48,12 @@ def read_dataset(path: str | Path, format: str | None = None, **options: Any) ->
     name = _ALIASES.get(format.lower(), format.lower())
     if name not in FORMATS:
         raise ValueError(f"unknown format {format!r}; supported: {_supported()}")
-    return FORMATS[name](path, **options)
+    try:
+        return FORMATS[name](path, **options)
+    except (zipfile.BadZipFile, EOFError, OSError, KeyError) as error:
+        if isinstance(error, FileNotFoundError):
+            raise
+        raise ValueError(
+            f"{path}: cannot be read as {name} (truncated, empty, corrupt or another format): "
+            f"{type(error).__name__}: {error}"
+        ) from error
