@@ -57,18 +57,41 @@ def periodic_radius_graph(
     return edge_index, shifts, image_index
 
 
+CELL_LIST_MIN_ATOMS = 256
+"""Open structures larger than this use vesin's cell lists (memory and time linear in ``N``)
+instead of the dense all-pairs search (``O(n²)`` per structure, faster for small molecules)."""
+
+
+def open_cell_list_graph(pos: Tensor, cutoff: float, batch: Tensor) -> Tensor:
+    """Pairs within ``cutoff`` of open (non-periodic) structures by vesin's cell lists:
+    ``edge_index [2, P]`` (source, target; sorted by target), the same pairs as
+    :func:`~pyg_hipts.data.graph.radius_graph`."""
+    calculator = NeighborList(cutoff=cutoff, full_list=True)
+    positions = pos.detach().cpu().double().numpy()
+    edges, start = [], 0
+    for count in torch.bincount(batch).tolist():
+        i, j = calculator.compute(positions[start : start + count], np.zeros((3, 3)), False, quantities="ij")
+        edges.append(np.stack([j, i]) + start)
+        start += count
+    edge_index = torch.as_tensor(np.concatenate(edges, axis=1), dtype=torch.long, device=pos.device)
+    return edge_index[:, target_order(edge_index, pos.shape[0])]
+
+
 def neighbour_pairs(
     pos: Tensor, batch: Tensor, cutoff: float, cell: Tensor | None = None, pbc: Tensor | None = None
 ) -> tuple[Tensor, Tensor | None, Tensor | None]:
     """Pairs within ``cutoff`` of a batch, periodic when ``cell [B, 3, 3]`` and ``pbc [B, 3]``
     make any direction periodic (:func:`periodic_radius_graph`), open otherwise
-    (:func:`~pyg_hipts.data.graph.radius_graph`).
+    (:func:`~pyg_hipts.data.graph.radius_graph`, or :func:`open_cell_list_graph` when a structure
+    has more than :data:`CELL_LIST_MIN_ATOMS` atoms).
 
     Returns ``edge_index [2, P]``, Cartesian shifts ``[P, 3]`` and integer image shifts
     ``[P, 3]``; both shifts are ``None`` for open structures.
     """
     if cell is not None and pbc is not None and bool(pbc.any()):
         return periodic_radius_graph(pos, cell, pbc, cutoff, batch)
+    if int(torch.bincount(batch).max()) > CELL_LIST_MIN_ATOMS:
+        return open_cell_list_graph(pos, cutoff, batch), None, None
     return radius_graph(pos, cutoff, batch), None, None
 
 

@@ -220,7 +220,8 @@ class Potential(nn.Module, ABC):
             energy = energy.index_add(0, inputs.batch, atom.double())
             if not bool(torch.isfinite(energy).all()):
                 bad = (~torch.isfinite(energy)).nonzero()[:, 0].tolist()
-                raise FloatingPointError(f"{type(self).__name__}: non-finite energy for structures {bad[:10]}")
+                name = type(self).__name__
+                raise FloatingPointError(f"{name}: non-finite energy for structures {bad[:10]}")
             wrt = ([pos] if forces else []) + ([strain] if strained else [])
             grads: Sequence[Tensor] = []
             if wrt:

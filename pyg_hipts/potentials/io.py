@@ -35,7 +35,7 @@ TRUSTED_PACKAGES: tuple[str, ...] = ("pyg_hipts", "torch_geometric", "mace", "to
 """Top-level packages whose classes a saved spec may name."""
 
 
-FLOAT_DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16, "bfloat16": torch.bfloat16}
+FLOAT_DTYPES = {name: getattr(torch, name) for name in ("float16", "bfloat16", "float32", "float64")}
 
 
 class CheckpointError(ValueError):
@@ -141,7 +141,8 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"data, which could run code ({str(error).splitlines()[0]})"
         ) from error
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as error:
-        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or foreign file): {error}") from error
+        reason = f"not a readable checkpoint (truncated or foreign file): {error}"
+        raise CheckpointError(f"{path}: {reason}") from error
     if not isinstance(contents, dict):
         raise CheckpointError(f"{path}: not a checkpoint of this package (holds a {type(contents).__name__})")
     return contents

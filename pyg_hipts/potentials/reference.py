@@ -51,7 +51,8 @@ class ReferenceEnergies(Potential):
             rank_zero_info("The training data has no energies: reference energies are not fitted.")
             return
         self.energies.copy_(fit_reference_energies(dataset, self.species))
-        listing = ", ".join(f"{z}: {e:.6g}" for z, e in zip(self.species, self.energies.tolist(), strict=True))
+        values = zip(self.species, self.energies.tolist(), strict=True)
+        listing = ", ".join(f"{z}: {e:.6g}" for z, e in values)
         rank_zero_info(f"Reference energies per species: {listing}")
 
     def init_arguments(self) -> dict[str, Any]:

@@ -8,23 +8,30 @@ Subcommands ``fit``, ``validate``, ``test``, ``predict``; e.g.::
         --data.predict_file structures.npz --prediction_writer.output_path predictions.npz
 
 Options of the module are ``--model.<name>`` (e.g. ``--model.lr``), of the potential
-``--model.model.init_args.<name>``, of the data ``--data.<name>``. After ``fit``, the best checkpoint is tested when a test set exists (disable
-with ``--test_after_fit false``), which prints the test errors with their units.
+``--model.model.init_args.<name>``, of the data ``--data.<name>``. After ``fit``, the best
+checkpoint is tested when a test set exists (disable with ``--test_after_fit false``), which
+prints the test errors with their units.
 """
 
 from __future__ import annotations
 
 import sys
+
 import torch
+from lightning.pytorch import Trainer
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 
+from pyg_hipts.potentials.io import CheckpointError, read_checkpoint
+from pyg_hipts.train.checkpoint_io import AtomicCheckpointIO
 from pyg_hipts.train.datamodule import AtomsDataModule
 from pyg_hipts.train.module import PotentialModule
 from pyg_hipts.train.writer import PredictionWriter
 
 
 class PotentialCLI(LightningCLI):
-    """LightningCLI with a prediction writer and an optional test of the best checkpoint after ``fit``."""
+    """LightningCLI with a prediction writer, an optional test of the best checkpoint after ``fit``,
+    atomic checkpoint writes (:class:`~pyg_hipts.train.checkpoint_io.AtomicCheckpointIO`) and a
+    check of ``--ckpt_path`` before anything is built."""
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument(
@@ -43,10 +50,23 @@ class PotentialCLI(LightningCLI):
         parser.add_lightning_class_args(PredictionWriter, "prediction_writer")
 
     def before_instantiate_classes(self) -> None:
-        """Apply ``--num_threads``."""
-        threads = self.config[self.subcommand].num_threads
-        if threads is not None:
-            torch.set_num_threads(threads)
+        """Apply ``--num_threads``; refuse a ``--ckpt_path`` that is not a checkpoint of this package."""
+        config = self.config[self.subcommand]
+        if config.num_threads is not None:
+            torch.set_num_threads(config.num_threads)
+        path = config.get("ckpt_path")
+        if path not in (None, "best", "last", "hpc", "registry"):
+            contents = read_checkpoint(path)
+            if "potential" not in contents:
+                raise CheckpointError(
+                    f"{path}: not a training checkpoint of this package (no potential in it)"
+                )
+
+    def instantiate_trainer(self, **kwargs) -> Trainer:
+        """The trainer, writing checkpoints atomically."""
+        trainer = super().instantiate_trainer(**kwargs)
+        trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        return trainer
 
     def after_fit(self) -> None:
         """Test the best checkpoint (or the final weights without one) when a test set exists."""
@@ -61,7 +81,9 @@ def run_fit_cli(args: ArgsType = None) -> PotentialCLI:
     """Lightning's subcommands (``fit``, ``validate``, ``test``, ``predict``) on ``args``
     (``sys.argv[1:]`` when ``None``); returns the CLI object."""
     saved_argv = sys.argv
-    if args is not None:  # given arguments replace the calling program's own, which Lightning would warn about
+    if (
+        args is not None
+    ):  # given arguments replace the calling program's own, which Lightning would warn about
         sys.argv = sys.argv[:1]
     try:
         return PotentialCLI(

@@ -45,7 +45,7 @@ class LossTerm(ABC):
             raise ValueError(f"{type(self).__name__}: weight must be >= 0, got {weight}")
         self.weight = float(weight)
 
-    def check(self, potential: Potential) -> None:
+    def check(self, potential: Potential) -> None:  # noqa: B027 (optional hook; most terms need nothing)
         """Raise a clear error when ``potential`` cannot give what the term needs."""
 
     @abstractmethod
@@ -122,7 +122,7 @@ class AtomEnergyLoss(DataLoss):
 class HierarchicalityLoss(LossTerm):
     """``mean_b H_b``: keeps higher HIP-NN levels small against lower ones."""
 
-    def check(self, potential: Potential) -> None:
+    def check(self, potential: Potential) -> None:  # noqa: B027 (optional hook; most terms need nothing)
         if not potential.supports("hierarchicality"):
             raise ValueError(f"HierarchicalityLoss: {type(potential).__name__} reports no hierarchicality")
 

@@ -77,6 +77,7 @@ class PotentialModule(LightningModule):
         self.model: Potential | None = None
         self.ema_model: Potential | None = None
         self._test_errors: dict[str, Tensor] = {}
+        self._batch_frames = ""
         # keys carry a suffix: a ModuleDict key "train" would shadow ``nn.Module.train``
         self.metrics = torch.nn.ModuleDict({f"{stage}_errors": PotentialMetrics() for stage in STAGES})
         if isinstance(model, Potential):
@@ -160,10 +161,27 @@ class PotentialModule(LightningModule):
                 f"the batch has no targets for any data loss term {[repr(t) for t in self.losses]}"
             )
         loss = sum(term.weight * value for term, value in parts if value is not None)
+        self._batch_frames = _frames_of(batch)
+        if not bool(torch.isfinite(loss)):
+            raise FloatingPointError(
+                f"non-finite training loss {float(loss)} in batch {batch_idx} ({self._batch_frames}); "
+                "training stopped before the weights were changed: the last checkpoints are intact"
+            )
         self.log(
             "train/batch_loss", loss, batch_size=batch.num_graphs, on_step=True, on_epoch=False, prog_bar=True
         )
         return loss
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Stop before a step with non-finite gradients, naming the batch's structures."""
+        grads = [(name, p.grad) for name, p in self.model.named_parameters() if p.grad is not None]
+        if not grads or bool(torch.stack([grad.isfinite().all() for _, grad in grads]).all()):
+            return  # one synchronisation when everything is finite
+        bad = [name for name, grad in grads if not bool(grad.isfinite().all())]
+        raise FloatingPointError(
+            f"non-finite gradients of {len(bad)} weights (e.g. {bad[0]}) for {self._batch_frames}; "
+            "training stopped before the weights were changed: the last checkpoints are intact"
+        )
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         self._evaluate(batch, "val")
@@ -253,6 +271,12 @@ class PotentialModule(LightningModule):
             for potential in (self.model, self.ema_model):
                 if potential is not None:
                     potential.set_units(Units(**units))
+
+
+def _frames_of(batch: Batch) -> str:
+    """``"frames [i, j, …] of <file>"``: where the structures of a batch come from."""
+    frames = batch.frame_index.tolist() if "frame_index" in batch else "unknown"
+    return f"frames {frames} of the training file"
 
 
 def _trackable(batch: Batch) -> Batch:
