@@ -84,7 +84,7 @@ class AtomsDataset(InMemoryDataset):
         min_distance: atoms closer than this (length unit) are an error naming the frame and the
             atoms; by default :data:`MIN_DISTANCE_ANGSTROM` in the data's unit, ``0`` for no check.
 
-    Every frame carries ``frame_index`` ``[1]``, its position in ``source``, so that a batch names
+    Every frame carries ``frame_number`` ``[1]``, its position in ``source``, so that a batch names
     its structures in messages.
     """
 
@@ -137,9 +137,9 @@ class AtomsDataset(InMemoryDataset):
                 raise ValueError(f"{self._source}: atoms too close ({self._units.length}): {listing}")
 
     def get(self, idx: int) -> Data:
-        """Frame ``idx`` of the file, with its ``frame_index``."""
+        """Frame ``idx`` of the file, with its ``frame_number``."""
         frame = super().get(idx)
-        frame.frame_index = torch.tensor([idx], dtype=torch.long)
+        frame.frame_number = torch.tensor([idx], dtype=torch.long)
         return frame
 
     @property

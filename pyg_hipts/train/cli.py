@@ -50,17 +50,21 @@ class PotentialCLI(LightningCLI):
         parser.add_lightning_class_args(PredictionWriter, "prediction_writer")
 
     def before_instantiate_classes(self) -> None:
-        """Apply ``--num_threads``; refuse a ``--ckpt_path`` that is not a checkpoint of this package."""
-        config = self.config[self.subcommand]
-        if config.num_threads is not None:
-            torch.set_num_threads(config.num_threads)
-        path = config.get("ckpt_path")
+        """Apply ``--num_threads``."""
+        threads = self.config[self.subcommand].num_threads
+        if threads is not None:
+            torch.set_num_threads(threads)
+
+    def _parse_ckpt_path(self) -> None:
+        """Refuse a ``--ckpt_path`` that is not a checkpoint of this package (clear error naming the
+        file) before Lightning reads hyper-parameters from it."""
+        subcommand = self.config.get("subcommand")
+        path = self.config[subcommand].get("ckpt_path") if subcommand else None
         if path not in (None, "best", "last", "hpc", "registry"):
             contents = read_checkpoint(path)
             if "potential" not in contents:
-                raise CheckpointError(
-                    f"{path}: not a training checkpoint of this package (no potential in it)"
-                )
+                raise CheckpointError(f"{path}: not a training checkpoint of this package (no potential)")
+        super()._parse_ckpt_path()
 
     def instantiate_trainer(self, **kwargs) -> Trainer:
         """The trainer, writing checkpoints atomically."""

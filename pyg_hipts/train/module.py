@@ -275,7 +275,7 @@ class PotentialModule(LightningModule):
 
 def _frames_of(batch: Batch) -> str:
     """``"frames [i, j, …] of <file>"``: where the structures of a batch come from."""
-    frames = batch.frame_index.tolist() if "frame_index" in batch else "unknown"
+    frames = batch.frame_number.tolist() if "frame_number" in batch else "unknown"
     return f"frames {frames} of the training file"
 
 
