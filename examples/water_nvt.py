@@ -1,7 +1,8 @@
 """Train HIP-NN-TS on periodic liquid water, then run 1 ps of NVT dynamics with it through ASE.
 
 1. ``pyg-hipts fit --config configs/water.yaml`` (deepmd water: 64 H2O in a 12.44 Å box, eV).
-2. Load the best checkpoint into :class:`pyg_hipts.calculators.HipCalculator`.
+2. Load the best checkpoint into :class:`pyg_hipts.calculators.HipCalculator` (any saved
+   potential works, ``--checkpoint``).
 3. Langevin NVT at 300 K, 0.5 fs steps, 1 ps, from a training frame.
 4. The O–O radial distribution function of the trajectory's second half, drawn beside that of
    the 400 DFT frames, written to ``<out>/water_rdf_OO.png`` (numbers in ``water_rdf_OO.csv``).
@@ -26,10 +27,10 @@ from ase.md.langevin import Langevin
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
 
 from pyg_hipts.calculators import HipCalculator
+from pyg_hipts.cli import main as pyg_hipts_main
 from pyg_hipts.data import read_dataset
 from pyg_hipts.timing import max_time
 from pyg_hipts.train.checkpoints import newest_checkpoint
-from pyg_hipts.train.cli import main as pyg_hipts_main
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -97,7 +98,7 @@ def main() -> None:
     parser.add_argument("--train-minutes", type=float, default=10.0)
     parser.add_argument("--picoseconds", type=float, default=1.0)
     parser.add_argument("--step-fs", type=float, default=0.5)
-    parser.add_argument("--checkpoint", help="skip training and use this checkpoint")
+    parser.add_argument("--checkpoint", help="skip training and use this checkpoint or saved potential")
     parser.add_argument("--out", default="runs/water_example")
     args = parser.parse_args()
     print(f"# python {' '.join(sys.argv)}", flush=True)

@@ -1,5 +1,5 @@
-"""Calculators that run trained models inside simulation packages."""
+"""Calculators that run trained potentials inside simulation packages."""
 
-from .ase import HipCalculator, energy_unit_in_ev, length_unit_in_angstrom
+from pyg_hipts.calculators.ase import HipCalculator
 
-__all__ = ["HipCalculator", "energy_unit_in_ev", "length_unit_in_angstrom"]
+__all__ = ["HipCalculator"]

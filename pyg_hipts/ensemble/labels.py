@@ -8,7 +8,8 @@ The output is an rMD17-style ``.npz`` in the input's units: ``nuclear_charges`` 
 (``forces_std``, ``atom_energies_std``) and the ensemble's ``teacher_energies`` /
 ``teacher_energies_std`` ``[F]``. Read it back with ``read_npz(path, atom_energies_key=
 "atom_energies")`` (or the data module's ``reader_options``). All frames must have the same
-number of atoms.
+number of atoms. ``--ensemble`` is the ``ensemble.yaml`` of ``pyg-hipts ensemble`` or an ensemble
+saved with :func:`~pyg_hipts.potentials.save_potential`.
 """
 
 from __future__ import annotations
@@ -22,11 +23,26 @@ import yaml
 from torch_geometric.data import Batch
 
 from pyg_hipts.data import AtomsDataset, read_dataset
-from pyg_hipts.ensemble.model import Ensemble
+from pyg_hipts.potentials import Potential, load_potential
+from pyg_hipts.potentials.ensemble import SPREADS, Ensemble
 
 
-def ensemble_labels(ensemble: Ensemble, dataset: AtomsDataset, batch_size: int = 50) -> dict[str, np.ndarray]:
-    """The arrays of the labelled file (see the module docstring) for every frame of ``dataset``."""
+def load_ensemble(path: str | Path) -> Potential:
+    """The ensemble of an ``ensemble.yaml`` (:meth:`Ensemble.from_file`) or of a saved potential
+    file (:func:`~pyg_hipts.potentials.load_potential`)."""
+    path = Path(path)
+    if path.suffix in (".yaml", ".yml"):
+        return Ensemble.from_file(path)
+    return load_potential(path)
+
+
+def ensemble_labels(
+    ensemble: Potential, dataset: AtomsDataset, batch_size: int = 50
+) -> dict[str, np.ndarray]:
+    """The arrays of the labelled file (see the module docstring) for every frame of ``dataset``;
+    ``ensemble`` is a potential that reports the spreads of an :class:`Ensemble`."""
+    if not all(ensemble.supports(name) for name in SPREADS):
+        raise ValueError(f"{type(ensemble).__name__} reports no ensemble spreads; labels need an ensemble")
     sizes = {int(frame.natoms) for frame in dataset}
     if len(sizes) != 1:
         raise ValueError(f"{dataset.source}: frames of different sizes {sorted(sizes)}; labels need one size")
@@ -45,13 +61,12 @@ def ensemble_labels(ensemble: Ensemble, dataset: AtomsDataset, batch_size: int =
             "coords": batch.pos.view(n_frames, -1, 3),
             "energies": batch.energy,
             "forces": out.forces.view(n_frames, -1, 3),
-            "forces_std": out.forces_std.view(n_frames, -1, 3),
+            "forces_std": out.extras["forces_std"].view(n_frames, -1, 3),
+            "atom_energies": out.atom_energies.view(n_frames, -1),
+            "atom_energies_std": out.extras["atom_energies_std"].view(n_frames, -1),
             "teacher_energies": out.energy.view(-1),
-            "teacher_energies_std": out.energy_std.view(-1),
+            "teacher_energies_std": out.extras["energy_std"].view(-1),
         }
-        if out.atom_energies is not None:
-            values["atom_energies"] = out.atom_energies.view(n_frames, -1)
-            values["atom_energies_std"] = out.atom_energies_std.view(n_frames, -1)
         for key, value in values.items():
             columns.setdefault(key, []).append(value.detach().cpu().numpy())
         if index % 10 == 0 or index == n_batches:
@@ -63,7 +78,9 @@ def main(args: list[str]) -> Path:
     parser = argparse.ArgumentParser(
         prog="pyg-hipts label", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--ensemble", required=True, help="ensemble.yaml from pyg-hipts ensemble")
+    parser.add_argument(
+        "--ensemble", required=True, help="ensemble.yaml from pyg-hipts ensemble, or a saved ensemble"
+    )
     parser.add_argument("--input", required=True, help="structures to label (any readable format)")
     parser.add_argument("--output", required=True, help=".npz to write")
     parser.add_argument("--format")
@@ -71,7 +88,7 @@ def main(args: list[str]) -> Path:
     parser.add_argument("--batch_size", type=int, default=50)
     options = parser.parse_args(args)
     reader_options: dict[str, Any] = yaml.safe_load(options.reader_options) or {}
-    ensemble = Ensemble.from_file(options.ensemble)
+    ensemble = load_ensemble(options.ensemble)
     dataset = read_dataset(options.input, options.format, **reader_options)
     labels = ensemble_labels(ensemble, dataset, options.batch_size)
     output = Path(options.output)

@@ -7,7 +7,7 @@
 Member ``k`` runs ``pyg-hipts fit`` with ``--seed_everything first_seed + k`` (weights, batch
 order); the data split (``data.seed``) is the same for all. Logs and checkpoints go to
 ``<output_dir>/member_<k>/version_0/``; ``<output_dir>/ensemble.yaml`` lists the best
-checkpoints (paths relative to it), for :meth:`pyg_hipts.ensemble.Ensemble.from_file`.
+checkpoints (paths relative to it), for :meth:`pyg_hipts.potentials.ensemble.Ensemble.from_file`.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ import argparse
 from pathlib import Path
 
 import yaml
+
+from pyg_hipts.train.cli import run_fit_cli
 
 
 def train_ensemble(
@@ -26,8 +28,6 @@ def train_ensemble(
     extra: list[str] | None = None,
 ) -> Path:
     """Train the members one after the other; return the path of ``ensemble.yaml``."""
-    from pyg_hipts.train.cli import run_cli as pyg_hipts
-
     if members < 2:
         raise ValueError(f"an ensemble needs at least 2 members, got {members}")
     output_dir = Path(output_dir)
@@ -42,7 +42,7 @@ def train_ensemble(
             *("--trainer.logger.version", "0", "--test_after_fit", "false"),
             *(extra or []),
         ]
-        cli = pyg_hipts(arguments)
+        cli = run_fit_cli(arguments)
         callback = cli.trainer.checkpoint_callback
         if callback is None or not (callback.best_model_path or callback.last_model_path):
             raise RuntimeError(f"member {k} wrote no checkpoint; the config needs a ModelCheckpoint callback")

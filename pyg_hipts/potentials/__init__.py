@@ -1,7 +1,8 @@
-"""The :class:`Potential` contract and the potentials built on it alone: sums, reference
-energies, saving and loading."""
+"""The :class:`Potential` contract and the potentials built on it alone: sums, ensembles,
+reference energies, saving and loading."""
 
 from pyg_hipts.potentials.base import PROPERTIES, Potential, PotentialOutput
+from pyg_hipts.potentials.ensemble import SPREADS, Ensemble
 from pyg_hipts.potentials.io import CheckpointError, build_potential, load_potential, save_potential
 from pyg_hipts.potentials.reference import ReferenceEnergies
 from pyg_hipts.potentials.structures import Structures
@@ -9,7 +10,9 @@ from pyg_hipts.potentials.sum import PotentialFactory, SumPotential
 
 __all__ = [
     "PROPERTIES",
+    "SPREADS",
     "CheckpointError",
+    "Ensemble",
     "Potential",
     "PotentialFactory",
     "PotentialOutput",
