@@ -1,11 +1,13 @@
 """Coarse-grained alanine dipeptide by force matching, end to end.
 
 1. Write the cgnet 5-bead frames (C N CA C N, 300 K, forces only) as ``<out>/ala2_cg.npz``.
-2. ``pyg-hipts fit --config configs/cg_ala2.yaml``: priors fitted by Boltzmann inversion, then
+2. ``pyg-hipts fit --config configs/cg_ala2.yaml``: a sum of a :class:`~pyg_hipts.cg.TopologyPrior`
+   and HIP-NN-TS; the priors are fitted by Boltzmann inversion when fitting starts, then
    HIP-NN-TS learns the force left after them.
 3. Force-matching loss on the test frames: priors alone against priors + network.
 4. BAOAB Langevin at 300 K, many replicas started from reference frames.
-5. The same simulation with the priors alone, to see what the network adds.
+5. The same simulation with the priors alone (the sum without its network), to see what the
+   network adds.
 6. The (φ, ψ) free-energy surfaces of both CG runs beside the reference's; α / β / αL
    populations and the Jensen–Shannon divergence of each CG histogram from the reference's;
    ``<out>/ala2_fes.png`` and ``<out>/ala2_summary.json``; the distributions of every bond,
@@ -28,7 +30,7 @@ import numpy as np
 import torch
 from torch_geometric.data import Batch
 
-from pyg_hipts.cg import PriorNetwork, angles, boltzmann_constant, dihedrals, distances, run_langevin
+from pyg_hipts.cg import angles, dihedrals, distances
 from pyg_hipts.cg.analysis import (
     free_energy,
     jensen_shannon,
@@ -36,10 +38,14 @@ from pyg_hipts.cg.analysis import (
     shared_histograms,
     state_populations,
 )
+from pyg_hipts.cli import run_cli
 from pyg_hipts.data import load_split, read_npz
+from pyg_hipts.md import run_langevin
+from pyg_hipts.nn import HipNN
+from pyg_hipts.potentials import Potential, load_potential
 from pyg_hipts.timing import max_time
-from pyg_hipts.train.checkpoints import load_module, newest_checkpoint
-from pyg_hipts.train.cli import run_cli
+from pyg_hipts.train.checkpoints import newest_checkpoint
+from pyg_hipts.units import boltzmann_constant
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -65,22 +71,22 @@ def write_data(out: Path) -> Path:
     return path
 
 
-def force_loss(model: PriorNetwork, frames: list) -> float:
+def force_loss(model: Potential, frames: list) -> float:
     """Mean squared force error ((kcal/mol/Å)², per component) over ``frames``."""
     batch = Batch.from_data_list(frames)
     predicted = model.predict(batch.z, batch.pos.double(), batch.batch).forces
     return float(((predicted - batch.forces.double()) ** 2).mean())
 
 
-def simulate(model: PriorNetwork, starts: torch.Tensor, args: argparse.Namespace) -> np.ndarray:
-    """CG Langevin of ``starts [R, 5, 3]``; the frames after the first fifth, ``[F, R, 5, 3]``."""
+def simulate(model: Potential, starts: torch.Tensor, args: argparse.Namespace) -> np.ndarray:
+    """CG Langevin of ``starts [R, 5, 3]`` in the model's units (Å, kcal/mol); the frames after
+    the first fifth, ``[F, R, 5, 3]``."""
     trajectory = run_langevin(
         model,
         torch.tensor(BEAD_TYPES),
         starts,
         torch.tensor(BEAD_MASSES, dtype=torch.float64),
         temperature=TEMPERATURE,
-        energy_unit="kcal/mol",
         timestep_fs=args.timestep_fs,
         friction_per_ps=args.friction_per_ps,
         n_steps=args.steps,
@@ -156,10 +162,9 @@ def main() -> None:
         checkpoint = newest_checkpoint(out, "best.ckpt")
     else:
         checkpoint = Path(args.checkpoint)
-    module = load_module(checkpoint)
-    model: PriorNetwork = module.eval_model.double()
+    model = load_potential(checkpoint).double()  # the EMA weights, in the data's units
 
-    models = {"priors alone": model.priors_only(), "priors + network": model}
+    models = {"priors alone": model.without(HipNN), "priors + network": model}
     frames = read_npz(data, energy_key=None)
     test_frames = list(frames[load_split(checkpoint.parents[1] / "split.npz")["test"]])
     losses = {name: force_loss(candidate, test_frames) for name, candidate in models.items()}
@@ -173,7 +178,7 @@ def main() -> None:
     simulated = {name: simulate(candidate, starts, args) for name, candidate in models.items()}
     np.save(out / "cg_trajectory.npy", simulated["priors + network"].astype(np.float32))
 
-    thermal_energy = boltzmann_constant("kcal/mol") * TEMPERATURE
+    thermal_energy = boltzmann_constant(model.units.energy) * TEMPERATURE
     coordinates = {"reference": internal_coordinates(reference)} | {
         name: internal_coordinates(x) for name, x in simulated.items()
     }
@@ -207,7 +212,7 @@ def main() -> None:
         axis.set_title(title)
         axis.set_xlabel("φ (°)")
     axes[0].set_ylabel("ψ (°)")
-    figure.colorbar(image, ax=axes, label="free energy (kcal/mol)")
+    figure.colorbar(image, ax=axes, label=f"free energy ({model.units.energy})")
     figure.savefig(out / "ala2_fes.png", dpi=150)
     print(f"wrote {out / 'ala2_fes.png'} and {out / 'ala2_summary.json'}")
 

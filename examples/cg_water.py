@@ -28,18 +28,20 @@ import matplotlib
 import numpy as np
 import torch
 
-from pyg_hipts.cg import Mapping, closest_pairs, run_langevin
+from pyg_hipts.cg import Mapping
 from pyg_hipts.cg.analysis import close_pair_counts, first_peak, radial_distribution
+from pyg_hipts.cli import run_cli
+from pyg_hipts.md import closest_pairs, run_langevin
+from pyg_hipts.nn import HipNN
+from pyg_hipts.potentials import load_potential
 from pyg_hipts.timing import max_time
-from pyg_hipts.train.checkpoints import load_module, newest_checkpoint
-from pyg_hipts.train.cli import run_cli
+from pyg_hipts.train.checkpoints import newest_checkpoint
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 WATER_MASSES = [15.999, 1.008, 1.008]
-KJ_PER_NM_TO_KCAL_PER_ANGSTROM = 0.1 / 4.184
 RDF_BIN_WIDTH = 0.05  # Å; first_peak places the peak between bin centres
 FUSION_FRACTION = 0.7  # a CG run stops when two beads come closer than this × the all-atom minimum
 
@@ -75,11 +77,11 @@ def simulate_tip3p(
         simulation.step(100)
         state = simulation.context.getState(getPositions=True, getForces=True)
         positions.append(state.getPositions(asNumpy=True).value_in_unit(unit.angstrom))
-        forces.append(state.getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / unit.nanometer))
+        forces.append(state.getForces(asNumpy=True).value_in_unit(unit.kilocalorie_per_mole / unit.angstrom))
         if (frame + 1) % max(n_frames // 5, 1) == 0:
             print(f"  all-atom {temperature:.0f} K: {frame + 1}/{n_frames} frames", flush=True)
     box = state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.angstrom)
-    return np.array(positions), np.array(forces) * KJ_PER_NM_TO_KCAL_PER_ANGSTROM, np.array(box)
+    return np.array(positions), np.array(forces), np.array(box)
 
 
 def save_beads(path: Path, beads: np.ndarray, forces: np.ndarray, cell: np.ndarray) -> None:
@@ -145,8 +147,8 @@ def main() -> None:
         )
     checkpoint = args.checkpoint or newest_checkpoint(out, "best.ckpt")
     print(f"simulating {checkpoint}", flush=True)
-    module = load_module(checkpoint)
-    model, blind_below = module.eval_model.double(), module.hparams.dist_soft_min
+    model = load_potential(checkpoint).double()  # the EMA weights, in the data's units
+    blind_below = model.term(HipNN).spec()["init_args"]["dist_soft_min"]
 
     mass = torch.tensor([sum(WATER_MASSES)] * beads.shape[1], dtype=torch.float64)
     z = torch.ones(beads.shape[1], dtype=torch.long)
@@ -166,7 +168,6 @@ def main() -> None:
             start,
             mass,
             temperature=temperature,
-            energy_unit="kcal/mol",
             timestep_fs=4.0,
             friction_per_ps=5.0,
             n_steps=args.cg_steps,

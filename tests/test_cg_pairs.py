@@ -1,5 +1,6 @@
-"""Priors and checks over all close bead pairs (liquids): the pair repulsion against a
-minimum-image sum, its gradient and cutoff, its fit, and the integrator's stop on fusing beads."""
+"""Priors over all close bead pairs (liquids): the pair repulsion against a minimum-image sum, its
+per-bead energies, gradient and cutoff, its fit, a periodic prior + network sum, and force
+matching of a liquid through the CLI."""
 
 from __future__ import annotations
 
@@ -10,32 +11,39 @@ import numpy as np
 import pytest
 import torch
 
-from pyg_hipts.cg import BAOAB, CGPotentialModule, PairRepulsion, PriorNetwork, SimulationError
-from pyg_hipts.cg.simulate import closest_pairs
-from pyg_hipts.train.checkpoints import load_module
-from pyg_hipts.train.cli import run_cli
+from pyg_hipts.cg import HarmonicAngles, HarmonicBonds, PairRepulsion, TopologyPrior
+from pyg_hipts.cli import run_cli
+from pyg_hipts.data import AtomsDataset, make_frame
+from pyg_hipts.nn import HipNN
+from pyg_hipts.potentials import SumPotential, load_potential
+from pyg_hipts.units import Units, energy_factor
 from tests.test_train_module import single_thread  # noqa: F401
 
 from .conftest import SHARED_DATA
+from .test_cg import assert_forces_are_minus_gradient
+from .test_cg_training import small_network_config
 
 BOX = 8.0
 SIGMA = [[2.0, 2.2], [2.2, 2.4]]
 CUTOFF = 3.0
+SPECIES = [1, 2]
+CONFIG = Path(__file__).resolve().parents[1] / "configs" / "cg_water.yaml"
 
 
-def _random_liquid(seed: int, n: int = 24) -> tuple[torch.Tensor, torch.Tensor]:
-    """Bead types ``[n]`` and positions ``[n, 3]`` in the periodic box, no pair closer than 1.6."""
+def random_liquid(seed: int, n: int = 24) -> tuple[torch.Tensor, torch.Tensor]:
+    """Bead types ``[n]`` (1 or 2) and positions ``[n, 3]`` in the periodic box, no pair closer
+    than 1.6."""
     generator = np.random.default_rng(seed)
     pos: list[np.ndarray] = []
     while len(pos) < n:
         trial = generator.uniform(0.0, BOX, 3)
-        if all(np.linalg.norm(_minimum_image(trial - other)) > 1.6 for other in pos):
+        if all(np.linalg.norm(minimum_image(trial - other)) > 1.6 for other in pos):
             pos.append(trial)
-    types = torch.as_tensor(generator.integers(0, 2, n))
+    types = torch.as_tensor(generator.integers(1, 3, n))
     return types, torch.tensor(np.array(pos))
 
 
-def _minimum_image(vector: np.ndarray) -> np.ndarray:
+def minimum_image(vector: np.ndarray) -> np.ndarray:
     return vector - BOX * np.round(vector / BOX)
 
 
@@ -44,9 +52,9 @@ def _minimum_image_energy(prior: PairRepulsion, types: torch.Tensor, pos: torch.
     total = 0.0
     for i in range(len(pos)):
         for j in range(i + 1, len(pos)):
-            r = float(np.linalg.norm(_minimum_image((pos[j] - pos[i]).numpy())))
+            r = float(np.linalg.norm(minimum_image((pos[j] - pos[i]).numpy())))
             if r < CUTOFF:
-                sigma = SIGMA[int(types[i])][int(types[j])]
+                sigma = SIGMA[int(types[i]) - 1][int(types[j]) - 1]
                 at_cutoff = (sigma / CUTOFF) ** 12
                 total += (sigma / r) ** 12 - at_cutoff + 12 * at_cutoff * (r / CUTOFF - 1.0)
     return float(prior.epsilon) * total
@@ -57,98 +65,110 @@ def _periodic(n_structures: int) -> tuple[torch.Tensor, torch.Tensor]:
     return cell, torch.ones(n_structures, 3, dtype=torch.bool)
 
 
-def test_pair_repulsion_is_a_minimum_image_sum_with_minus_gradient_forces() -> None:
-    prior = PairRepulsion(SIGMA, epsilon=0.6, cutoff=CUTOFF)
-    liquids = [_random_liquid(seed) for seed in (1, 2)]
+def _pair_repulsion(epsilon: float = 0.6) -> PairRepulsion:
+    prior = PairRepulsion(SPECIES, CUTOFF)
+    prior.set_parameters(SIGMA, epsilon)
+    return prior
+
+
+def _two_liquids() -> tuple[list, torch.Tensor, torch.Tensor, torch.Tensor]:
+    liquids = [random_liquid(seed) for seed in (1, 2)]
     types = torch.cat([t for t, _ in liquids])
-    pos = torch.cat([p for _, p in liquids]).requires_grad_(True)
-    batch = torch.arange(2).repeat_interleave(24)
-    energy = prior(types, pos, batch, 2, *_periodic(2))
-    assert energy.shape == (2, 1)
+    pos = torch.cat([p for _, p in liquids])
+    return liquids, types, pos, torch.arange(2).repeat_interleave(24)
+
+
+def test_pair_repulsion_is_a_minimum_image_sum_with_minus_gradient_forces() -> None:
+    prior = _pair_repulsion()
+    liquids, types, pos, batch = _two_liquids()
+    out = prior.predict(types, pos, batch, cell=_periodic(2)[0], pbc=_periodic(2)[1], forces=False)
+    assert out.energy.shape == (2, 1)
     for b, (t, p) in enumerate(liquids):
-        assert float(energy[b].detach()) == pytest.approx(_minimum_image_energy(prior, t, p), rel=1e-10)
-        assert float(energy[b].detach()) > 0.0
-    (gradient,) = torch.autograd.grad(energy.sum(), pos)
-    step = 1e-6
-    for atom, axis in [(0, 0), (5, 1), (30, 2), (47, 0)]:
-        plus, minus = pos.detach().clone(), pos.detach().clone()
-        plus[atom, axis] += step
-        minus[atom, axis] -= step
-        energies = [prior(types, moved, batch, 2, *_periodic(2)).sum() for moved in (plus, minus)]
-        numeric = float(energies[0] - energies[1]) / (2 * step)
-        assert numeric == pytest.approx(float(gradient[atom, axis]), rel=1e-5, abs=1e-8)
+        assert float(out.energy[b]) == pytest.approx(_minimum_image_energy(prior, t, p), rel=1e-10)
+        assert float(out.energy[b]) > 0.0
+    # each bead holds half of each of its pairs: the bead energies add up to the energy
+    torch.testing.assert_close(out.atom_energies.view(2, 24).sum(1, dtype=torch.float64), out.energy[:, 0])
+    assert float(out.atom_energies.min()) >= 0.0 and float(out.atom_energies.max()) > 0.0
+    assert_forces_are_minus_gradient(
+        prior, types, pos, batch, [(0, 0), (5, 1), (30, 2), (47, 0)], *_periodic(2)
+    )
 
 
 def test_pair_energy_and_force_vanish_at_the_cutoff() -> None:
-    prior = PairRepulsion(SIGMA, epsilon=1.0, cutoff=CUTOFF)
+    prior = _pair_repulsion(epsilon=1.0)
     r = torch.tensor([CUTOFF - 1e-7, 2.0], dtype=torch.float64, requires_grad=True)
     u = prior.pair_energy(r, torch.tensor([2.4, 2.4], dtype=torch.float64))
     (du,) = torch.autograd.grad(u.sum(), r)
+    u = u.detach()
     assert abs(float(u[0])) < 1e-12 and abs(float(du[0])) < 1e-6
     assert float(u[1]) > 5.0 and float(du[1]) < -30.0  # steep inside σ
 
 
 def test_pair_repulsion_rejects_bad_parameters() -> None:
+    prior = PairRepulsion(SPECIES, CUTOFF)
     with pytest.raises(ValueError, match="symmetric"):
-        PairRepulsion([[2.0, 2.1], [2.2, 2.4]], 1.0, CUTOFF)
+        prior.set_parameters([[2.0, 2.1], [2.2, 2.4]], 1.0)
+    with pytest.raises(ValueError, match="symmetric"):
+        prior.set_parameters([[2.0]], 1.0)
     with pytest.raises(ValueError, match="cutoff"):
-        PairRepulsion([[3.5]], 1.0, CUTOFF)
+        prior.set_parameters([[3.5, 2.0], [2.0, 2.0]], 1.0)
+    with pytest.raises(ValueError, match="cutoff > 0"):
+        PairRepulsion(SPECIES, 0.0)
+    # unfitted, the placeholder repulsion adds nothing
+    _, types, pos, batch = _two_liquids()
+    assert float(prior.predict(types, pos, batch, forces=False).energy.abs().max()) == 0.0
 
 
 def test_fit_takes_the_closest_sampled_distance_per_type_pair_across_the_boundary() -> None:
-    cell, pbc = torch.eye(3, dtype=torch.float64).mul(BOX).view(1, 3, 3), torch.ones(1, 3, dtype=torch.bool)
-    # beads 0 and 1 (type 0) are 2.1 apart through the x boundary; bead 2 (type 1) is 2.5 from bead 1
-    first = torch.tensor([[0.3, 4.0, 4.0], [BOX - 1.8, 4.0, 4.0], [BOX - 1.8, 6.5, 4.0]], dtype=torch.float64)
-    # a second frame: the type 0–1 pair at 2.35, the type 0 pair farther apart
-    second = torch.tensor([[1.0, 1.0, 1.0], [4.0, 1.0, 1.0], [1.0, 3.35, 1.0]], dtype=torch.float64)
-    types = torch.tensor([0, 0, 1])
-    fitted = PairRepulsion.fit(
-        [(types, first, cell, pbc), (types, second, cell, pbc)], n_types=2, thermal_energy=0.6, cutoff=CUTOFF
-    )
-    expected = [[2.1, 2.35], [2.35, 2.1]]  # type 1–1 never within the cutoff: the smallest σ
-    assert torch.allclose(fitted.sigma, torch.tensor(expected, dtype=torch.float64), atol=1e-12)
-    assert float(fitted.epsilon) == 0.6
+    cell, pbc = np.eye(3) * BOX, np.ones(3, dtype=bool)
+    # beads 0 and 1 (type 1) are 2.1 apart through the x boundary; bead 2 (type 2) is 2.5 from bead 1
+    first = np.array([[0.3, 4.0, 4.0], [BOX - 1.8, 4.0, 4.0], [BOX - 1.8, 6.5, 4.0]])
+    # a second frame: the type 1–2 pair at 2.35, the type 1 pair farther apart
+    second = np.array([[1.0, 1.0, 1.0], [4.0, 1.0, 1.0], [1.0, 3.35, 1.0]])
+    types = np.array([1, 1, 2])
+    frames = [make_frame(types, x, None, cell=cell, pbc=pbc, dtype=torch.float64) for x in (first, second)]
+    prior = PairRepulsion(SPECIES, CUTOFF, temperature=320.0)
+    prior.pre_fit(AtomsDataset(frames, Units("Å", "eV"), "two frames"))
+    expected = [[2.1, 2.35], [2.35, 2.1]]  # type 2–2 never within the cutoff: the smallest σ
+    assert torch.allclose(prior.sigma, torch.tensor(expected, dtype=torch.float64), atol=1e-12)
+    assert float(prior.epsilon) == pytest.approx(8.617333262e-5 * 320.0, rel=1e-8)  # kT in eV
+    far = [make_frame(types, x * 3.0, None, dtype=torch.float64) for x in (first, second)]
     with pytest.raises(ValueError, match="no two beads"):
-        PairRepulsion.fit([(types, second * 3.0, None, None)], 2, 0.6, CUTOFF)
+        prior.pre_fit(AtomsDataset(far, Units("Å", "eV"), "far apart"))
 
 
-def test_closest_pairs_match_a_minimum_image_search() -> None:
-    replicas = torch.stack([_random_liquid(seed)[1] for seed in (3, 4, 5)])
-    cell, pbc = torch.eye(3, dtype=torch.float64) * BOX, torch.ones(3, dtype=torch.bool)
-    distance, first, second = closest_pairs(CUTOFF, cell, pbc)(replicas)
-    for r, x in enumerate(replicas.numpy()):
-        separation = np.linalg.norm(_minimum_image(x[:, None] - x[None]), axis=-1) + np.eye(len(x)) * 1e3
-        i, j = np.unravel_index(np.argmin(separation), separation.shape)
-        assert float(distance[r]) == pytest.approx(separation.min(), rel=1e-12)
-        assert {int(first[r]), int(second[r])} == {int(i), int(j)}
-    far_apart = torch.tensor([[[0.0, 0.0, 0.0], [4.0, 0.0, 0.0]]], dtype=torch.float64)
-    distance, first, _ = closest_pairs(CUTOFF)(far_apart)
-    assert torch.isinf(distance).all() and int(first[0]) == -1
-
-
-def test_integrator_stops_when_beads_fuse() -> None:
-    masses = torch.ones(3, dtype=torch.float64)
-    start = torch.tensor([[[0.0, 0.0, 0.0], [2.5, 0.0, 0.0], [0.0, 6.0, 0.0]]], dtype=torch.float64)
-
-    def pull_first_two(x: torch.Tensor) -> torch.Tensor:
-        force = torch.zeros_like(x)
-        force[:, 0], force[:, 1] = 2.0 * (x[:, 1] - x[:, 0]), 2.0 * (x[:, 0] - x[:, 1])
-        return force
-
-    integrator = BAOAB(
-        pull_first_two,
-        masses,
-        timestep=0.05,
-        friction=1.0,
-        thermal_energy=0.01,
-        closest_pair=closest_pairs(CUTOFF),
-        min_distance=1.5,
-        check_every=1,
+def test_periodic_priors_plus_network_forces_are_minus_the_energy_gradient() -> None:
+    """Topology terms (minimum image), the pair repulsion and HIP-NN-TS summed over a periodic box."""
+    torch.manual_seed(0)
+    topology = TopologyPrior(SPECIES, bonds=[[0, 1], [1, 2], [2, 3]], angles=[[0, 1, 2], [1, 2, 3]])
+    topology.terms[0].load_state_dict(
+        HarmonicBonds([[0, 1], [1, 2], [2, 3]], [5.0, 8.0, 3.0], [2.5, 3.0, 2.8]).state_dict()
     )
-    with pytest.raises(SimulationError, match=r"replica 0: beads [01] and [01] are 1\.\d+ apart"):
-        integrator.run(start, 500)
-    with pytest.raises(ValueError, match="together"):
-        BAOAB(pull_first_two, masses, 0.05, 1.0, 0.01, min_distance=1.5)
+    topology.terms[1].load_state_dict(
+        HarmonicAngles([[0, 1, 2], [1, 2, 3]], [2.0, 1.5], [1.9, 2.2]).state_dict()
+    )
+    network = HipNN(
+        SPECIES,
+        n_features=8,
+        n_sensitivities=6,
+        n_interaction_layers=1,
+        dist_soft_min=1.0,
+        dist_soft_max=3.0,
+        dist_hard_max=3.5,
+    )
+    model = SumPotential(SPECIES, [topology, _pair_repulsion(), network]).double()
+    assert model.supports("periodic") and model.cutoff == 3.5
+    _, types, pos, batch = _two_liquids()
+    cell, pbc = _periodic(2)
+    out = model.predict(types, pos, batch, cell=cell, pbc=pbc, forces=False)
+    parts = sum(
+        term.predict(types, pos, batch, cell=cell, pbc=pbc, forces=False).energy for term in model.terms
+    )
+    torch.testing.assert_close(out.energy, parts, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(out.atom_energies.view(2, 24).sum(1, dtype=torch.float64), out.energy[:, 0])
+    assert_forces_are_minus_gradient(
+        model, types, pos, batch, [(0, 0), (1, 1), (2, 2), (30, 0), (47, 1)], cell, pbc
+    )
 
 
 def _oxygen_beads(path: Path, n_frames: int) -> Path:
@@ -162,7 +182,7 @@ def _oxygen_beads(path: Path, n_frames: int) -> Path:
     coords = np.load(folder / "set.000" / "coord.npy")[:n_frames].reshape(n_frames, -1, 3)[:, oxygen]
     forces = np.load(folder / "set.000" / "force.npy")[:n_frames].reshape(n_frames, -1, 3)[:, oxygen]
     cell = np.load(folder / "set.000" / "box.npy")[:n_frames].reshape(n_frames, 3, 3)
-    forces = forces * 23.0605  # eV -> kcal/mol
+    forces = forces * energy_factor("eV", "kcal/mol")
     np.savez(path, nuclear_charges=np.full(int(oxygen.sum()), 8), coords=coords, forces=forces, cell=cell)
     return path
 
@@ -172,34 +192,32 @@ def test_liquid_force_matching_fits_the_pair_prior(tmp_path: Path, monkeypatch: 
     data = _oxygen_beads(tmp_path / "oxygen.npz", 40)
     run_cli(
         [
-            *("fit", "--config", str(Path(__file__).resolve().parents[1] / "configs" / "cg_water.yaml")),
-            *("--data.train_file", str(data)),
-            *("--model.init_args.n_features", "8", "--model.init_args.n_sensitivities", "6"),
-            *("--model.init_args.n_interaction_layers", "1", "--trainer.max_epochs", "1"),
+            *("fit", "--config", str(small_network_config(CONFIG, tmp_path / "cg_water.yaml"))),
+            *("--data.train_file", str(data), "--trainer.max_epochs", "1"),
             *("--trainer.logger.init_args.save_dir", str(tmp_path / "runs")),
         ]
     )
-    module = load_module(next((tmp_path / "runs").rglob("best.ckpt")))
-    assert isinstance(module, CGPotentialModule) and isinstance(module.model, PriorNetwork)
-    model = module.eval_model.double()
-    assert model.prior is None and model.pair_prior is not None
+    model = load_potential(next((tmp_path / "runs").rglob("best.ckpt"))).double()
+    assert isinstance(model, SumPotential) and [type(t) for t in model.terms] == [PairRepulsion, HipNN]
+    assert model.units == Units("Å", "kcal/mol")
+    pair = model.term(PairRepulsion)
 
     # σ is the closest approach of the 36 training frames: one frame's minimum, with at most
     # the 4 validation frames closer
     saved = np.load(data)
     separation = np.sort(_closest_oxygens(saved["coords"], saved["cell"]))
-    sigma = float(model.pair_prior.sigma[0, 0])
+    sigma = float(pair.sigma[0, 0])
     assert np.isclose(separation, sigma, rtol=1e-5).any() and sigma <= separation[4] + 1e-5
-    assert float(model.pair_prior.epsilon) == pytest.approx(0.0019872 * 300, rel=1e-3)
+    assert float(pair.epsilon) == pytest.approx(0.0019872 * 300, rel=1e-3)
 
-    z = torch.full((64,), 8)
-    pos = torch.as_tensor(saved["coords"][:2].reshape(-1, 3), dtype=torch.float64).requires_grad_(True)
+    z = torch.full((128,), 8)
+    pos = torch.as_tensor(saved["coords"][:2].reshape(-1, 3), dtype=torch.float64)
     batch = torch.arange(2).repeat_interleave(64)
     cell, pbc = torch.as_tensor(saved["cell"][:2], dtype=torch.float64), torch.ones(2, 3, dtype=torch.bool)
-    total = model.predict(z.repeat(2), pos, batch, cell=cell, pbc=pbc)
-    network = model.network.predict(z.repeat(2), pos, batch, cell=cell, pbc=pbc, forces=False).energy
-    pair = model.pair_prior(model.network.species_index(z.repeat(2)), pos, batch, 2, cell, pbc)
-    assert torch.allclose(total.energy, network + pair)
+    total = model.predict(z, pos, batch, cell=cell, pbc=pbc, forces=False).energy
+    network = model.term(HipNN).predict(z, pos, batch, cell=cell, pbc=pbc, forces=False).energy
+    priors = model.without(HipNN).predict(z, pos, batch, cell=cell, pbc=pbc, forces=False).energy
+    torch.testing.assert_close(total, network + priors, rtol=1e-12, atol=1e-10)
 
 
 def _closest_oxygens(coords: np.ndarray, cells: np.ndarray) -> np.ndarray:

@@ -1,5 +1,5 @@
 """Force matching end to end on a few coarse-grained alanine dipeptide frames: priors fitted,
-network trained through the CLI on forces only, checkpoint reloaded, Langevin run completed."""
+network trained through the CLI on forces only, the potential reloaded, Langevin run completed."""
 
 from __future__ import annotations
 
@@ -9,10 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
-from pyg_hipts.cg import CGPotentialModule, PriorNetwork, run_langevin
-from pyg_hipts.train.checkpoints import load_module
-from pyg_hipts.train.cli import run_cli
+from pyg_hipts.cg import TopologyPrior
+from pyg_hipts.cli import run_cli
+from pyg_hipts.md import run_langevin
+from pyg_hipts.nn import HipNN
+from pyg_hipts.potentials import SumPotential, load_potential
+from pyg_hipts.units import Units
 from tests.test_train_module import single_thread  # noqa: F401
 
 from .conftest import SHARED_DATA
@@ -21,6 +25,21 @@ CONFIG = Path(__file__).resolve().parents[1] / "configs" / "cg_ala2.yaml"
 ALA2 = SHARED_DATA / "cgnet_ala2"
 BEAD_TYPES = [1, 2, 3, 1, 2]  # C N CA C N
 BEAD_MASSES = torch.tensor([12.011, 14.007, 12.011, 12.011, 14.007], dtype=torch.float64)
+
+
+def small_network_config(config: Path, out: Path) -> Path:
+    """``config`` with a small HIP-NN-TS term (8 features, 6 sensitivities, one interaction
+    block), written to ``out``."""
+    settings = yaml.safe_load(config.read_text())
+    networks = [
+        term
+        for term in settings["model"]["model"]["init_args"]["terms"]
+        if term["class_path"] == "pyg_hipts.nn.HipNN"
+    ]
+    assert len(networks) == 1, f"{config} has no single HipNN term"
+    networks[0]["init_args"].update(n_features=8, n_sensitivities=6, n_interaction_layers=1)
+    out.write_text(yaml.safe_dump(settings))
+    return out
 
 
 def write_ala2(path: Path, n_frames: int) -> Path:
@@ -38,7 +57,8 @@ def test_force_matching_then_langevin(tmp_path: Path, monkeypatch: pytest.Monkey
     data = write_ala2(tmp_path / "ala2.npz", 300)
     cli = run_cli(
         [
-            *("fit", "--config", str(CONFIG), "--data.train_file", str(data)),
+            *("fit", "--config", str(small_network_config(CONFIG, tmp_path / "cg_ala2.yaml"))),
+            *("--data.train_file", str(data), "--trainer.max_epochs", "2"),
             *(
                 "--data.n_train",
                 "200",
@@ -49,34 +69,34 @@ def test_force_matching_then_langevin(tmp_path: Path, monkeypatch: pytest.Monkey
                 "--data.batch_size",
                 "50",
             ),
-            *("--model.init_args.n_features", "8", "--model.init_args.n_sensitivities", "6"),
-            *("--model.init_args.n_interaction_layers", "1", "--trainer.max_epochs", "2"),
         ]
     )
     metrics = {k: float(v) for k, v in cli.trainer.callback_metrics.items()}
     assert "test/force_mae" in metrics and "test/energy_mae" not in metrics
     assert 0 < metrics["test/force_mae"] < 100
 
-    module = load_module(next((tmp_path / "runs" / "cg_ala2").rglob("best.ckpt")))
-    assert isinstance(module, CGPotentialModule) and isinstance(module.model, PriorNetwork)
-    bonds = module.model.prior.terms[0]
+    model = load_potential(next((tmp_path / "runs" / "cg_ala2").rglob("best.ckpt"))).double()
+    assert isinstance(model, SumPotential) and [type(t) for t in model.terms] == [TopologyPrior, HipNN]
+    assert model.units == Units("Å", "kcal/mol")
+    prior = model.term(TopologyPrior)
+    bonds = prior.terms[0]
     assert bool((bonds.k > 10).all()) and 1.2 < float(bonds.center.min()) < float(bonds.center.max()) < 1.7
-    repulsion = module.model.prior.terms[-1]
+    repulsion = prior.terms[-1]
     assert float(repulsion.epsilon) == pytest.approx(0.0019872 * 300, rel=1e-3)
 
-    model = module.eval_model.double()
     z = torch.tensor(BEAD_TYPES)
     start = torch.as_tensor(np.load(ALA2 / "ala2_coordinates.npy")[:3], dtype=torch.float64)
 
-    # total = network + priors, and the priors alone give the priors' energy and minus its gradient
+    # total = network + priors, and the priors alone give the prior's energy and minus its gradient
     flat, batch = start.reshape(-1, 3).requires_grad_(True), torch.arange(3).repeat_interleave(5)
     total, alone = (
         model.predict(z.repeat(3), flat, batch),
-        model.priors_only().predict(z.repeat(3), flat, batch),
+        model.without(HipNN).predict(z.repeat(3), flat, batch),
     )
-    network = model.network.predict(z.repeat(3), flat, batch, forces=False).energy
-    prior_energy = model.prior(flat, 3)
-    assert torch.allclose(total.energy, network + prior_energy) and torch.equal(alone.energy, prior_energy)
+    network = model.term(HipNN).predict(z.repeat(3), flat, batch, forces=False).energy
+    prior_energy = prior(z.repeat(3), flat, batch)
+    torch.testing.assert_close(total.energy, network + prior_energy, rtol=1e-12, atol=1e-10)
+    assert torch.equal(alone.energy, prior_energy)
     assert torch.allclose(alone.forces, -torch.autograd.grad(prior_energy.sum(), flat)[0])
     trajectory = run_langevin(
         model,
@@ -84,7 +104,6 @@ def test_force_matching_then_langevin(tmp_path: Path, monkeypatch: pytest.Monkey
         start,
         BEAD_MASSES,
         temperature=300.0,
-        energy_unit="kcal/mol",
         timestep_fs=2.0,
         friction_per_ps=1.0,
         n_steps=50,

@@ -1,45 +1,42 @@
-"""Coarse-grained force fields: mapping all-atom data to beads, priors, Langevin dynamics."""
+"""Coarse-grained force fields: mapping all-atom data to beads, and priors as potentials.
 
-from pyg_hipts.cg.langevin import BAOAB, SimulationError, Trajectory, boltzmann_constant, time_unit_in_fs
+A coarse-grained model is a sum of potentials, e.g.
+``SumPotential(species, [TopologyPrior(...), PairRepulsion(...), HipNN(...)])``, trained on the
+mapped forces; ``model.without(HipNN)`` is the priors alone. Its dynamics: :mod:`pyg_hipts.md`;
+structural analysis of trajectories: :mod:`pyg_hipts.cg.analysis`.
+"""
+
 from pyg_hipts.cg.mapping import Bead, Mapping, unwrap_group
-from pyg_hipts.cg.model import CGPotentialModule, PriorNetwork, fit_prior_terms
-from pyg_hipts.cg.pair_priors import PairRepulsion
+from pyg_hipts.cg.pair_priors import PairRepulsion, closest_approach
 from pyg_hipts.cg.priors import (
     FourierDihedralMaps,
     FourierDihedrals,
     HarmonicAngles,
     HarmonicBonds,
-    PriorEnergy,
+    PriorTerm,
     Repulsion,
     angles,
     dihedrals,
+    displacements,
     distances,
 )
-from pyg_hipts.cg.simulate import closest_pairs, model_forces, run_langevin
+from pyg_hipts.cg.topology import TopologyPrior
 
 __all__ = [
-    "BAOAB",
     "Bead",
-    "CGPotentialModule",
     "FourierDihedralMaps",
     "FourierDihedrals",
     "HarmonicAngles",
     "HarmonicBonds",
     "Mapping",
     "PairRepulsion",
-    "PriorEnergy",
-    "PriorNetwork",
+    "PriorTerm",
     "Repulsion",
-    "SimulationError",
-    "Trajectory",
+    "TopologyPrior",
     "angles",
-    "boltzmann_constant",
-    "closest_pairs",
+    "closest_approach",
     "dihedrals",
+    "displacements",
     "distances",
-    "fit_prior_terms",
-    "model_forces",
-    "run_langevin",
-    "time_unit_in_fs",
     "unwrap_group",
 ]

@@ -1,6 +1,7 @@
 """Prior energies of coarse-grained models and their Boltzmann-inversion fits.
 
-All priors act on structures of one topology, ``pos [B, n, 3]``, and return ``[B]``:
+All priors act on structures of one topology, ``pos [B, n, 3]``, and give the energy of every
+bead tuple ``[B, T]`` (:meth:`PriorTerm.energies`) or their sum ``[B]`` (calling the term):
 
 - bonds ``(i, j)``:           ``U = Σ k/2 (r_ij − r₀)²``
 - angles ``(i, j, k)`` at j:  ``U = Σ k/2 (θ_ijk − θ₀)²``
@@ -9,6 +10,11 @@ All priors act on structures of one topology, ``pos [B, n, 3]``, and return ``[B
   ``g = (1, cos φ, sin φ, …, cos Mφ, sin Mφ)``, a two-dimensional Fourier series (like CHARMM's
   CMAP) that carries the coupling of the two angles
 - repulsion ``(i, j)``:       ``U = Σ ε (σ/r_ij)^p``
+
+In periodic structures (``cell [B, 3, 3]``, rows are lattice vectors, and ``pbc [B, 3]``) every
+bead-to-bead vector is taken at its minimum image along the periodic directions,
+``d − round(d cell⁻¹) cell``, so a molecule may be wrapped across the boundary. This is exact for
+vectors shorter than half the cell's smallest width (bonded neighbours in any sensible box).
 
 Boltzmann inversion at the thermal energy ``kT`` (argument ``thermal_energy``) from mapped
 samples:
@@ -26,7 +32,9 @@ samples:
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -43,24 +51,45 @@ def _index(tuples: Sequence[Sequence[int]], width: int) -> Tensor:
     return index
 
 
-def distances(pos: Tensor, pairs: Tensor) -> Tensor:
-    """``[B, P]`` distances of bead pairs ``[P, 2]`` in ``pos [B, n, 3]``."""
-    return (pos[:, pairs[:, 1]] - pos[:, pairs[:, 0]]).norm(dim=-1)
+def displacements(
+    pos: Tensor, first: Tensor, second: Tensor, cell: Tensor | None = None, pbc: Tensor | None = None
+) -> Tensor:
+    """``[B, T, 3]`` vectors ``x_second − x_first`` of beads ``first, second [T]`` in ``pos [B, n, 3]``.
+
+    With ``cell [B, 3, 3]`` (or ``[3, 3]`` for all) the minimum image along the directions
+    ``pbc [B, 3]`` marks periodic (all when ``None``). The rounded image shifts carry no gradient,
+    so the vectors stay differentiable in ``pos`` and ``cell`` (forces and stress).
+    """
+    vec = pos[:, second] - pos[:, first]
+    if cell is None:
+        return vec
+    cell = cell.to(vec.dtype).reshape(-1, 3, 3).expand(vec.shape[0], 3, 3)
+    fractional = torch.einsum("btc,bcd->btd", vec.detach(), torch.linalg.inv(cell.detach()))
+    images = torch.round(fractional)
+    if pbc is not None:
+        images = images * torch.as_tensor(pbc, device=vec.device).reshape(-1, 3).to(vec.dtype).unsqueeze(1)
+    return vec - torch.einsum("btk,bkc->btc", images, cell)
 
 
-def angles(pos: Tensor, triples: Tensor) -> Tensor:
-    """``[B, T]`` angles (radians) at the middle bead of ``triples [T, 3]``."""
-    first = pos[:, triples[:, 0]] - pos[:, triples[:, 1]]
-    second = pos[:, triples[:, 2]] - pos[:, triples[:, 1]]
+def distances(pos: Tensor, pairs: Tensor, cell: Tensor | None = None, pbc: Tensor | None = None) -> Tensor:
+    """``[B, P]`` distances of bead pairs ``[P, 2]`` in ``pos [B, n, 3]`` (minimum image in ``cell``)."""
+    return displacements(pos, pairs[:, 0], pairs[:, 1], cell, pbc).norm(dim=-1)
+
+
+def angles(pos: Tensor, triples: Tensor, cell: Tensor | None = None, pbc: Tensor | None = None) -> Tensor:
+    """``[B, T]`` angles (radians) at the middle bead of ``triples [T, 3]`` (minimum image in ``cell``)."""
+    first = displacements(pos, triples[:, 1], triples[:, 0], cell, pbc)
+    second = displacements(pos, triples[:, 1], triples[:, 2], cell, pbc)
     cosine = (first * second).sum(-1) / (first.norm(dim=-1) * second.norm(dim=-1))
     return torch.acos(cosine.clamp(-1.0 + 1e-7, 1.0 - 1e-7))
 
 
-def dihedrals(pos: Tensor, quads: Tensor) -> Tensor:
-    """``[B, Q]`` dihedral angles in ``(−π, π]`` of ``quads [Q, 4]`` (IUPAC sign convention)."""
-    b0 = pos[:, quads[:, 1]] - pos[:, quads[:, 0]]
-    b1 = pos[:, quads[:, 2]] - pos[:, quads[:, 1]]
-    b2 = pos[:, quads[:, 3]] - pos[:, quads[:, 2]]
+def dihedrals(pos: Tensor, quads: Tensor, cell: Tensor | None = None, pbc: Tensor | None = None) -> Tensor:
+    """``[B, Q]`` dihedral angles in ``(−π, π]`` of ``quads [Q, 4]`` (IUPAC sign convention;
+    minimum image in ``cell``)."""
+    b0 = displacements(pos, quads[:, 0], quads[:, 1], cell, pbc)
+    b1 = displacements(pos, quads[:, 1], quads[:, 2], cell, pbc)
+    b2 = displacements(pos, quads[:, 2], quads[:, 3], cell, pbc)
     n1, n2 = torch.cross(b0, b1, dim=-1), torch.cross(b1, b2, dim=-1)
     sine = (torch.cross(n1, n2, dim=-1) * b1).sum(-1) / b1.norm(dim=-1)
     return torch.atan2(sine, (n1 * n2).sum(-1))
@@ -94,45 +123,97 @@ def _constants(values) -> Tensor:
     return torch.tensor(np.asarray(values, dtype=np.float64))
 
 
-class HarmonicBonds(nn.Module):
-    """``U = Σ k/2 (r − r₀)²`` over bead pairs."""
+def _samples(values) -> Tensor | None:
+    return None if values is None else torch.as_tensor(values, dtype=torch.float64)
 
-    def __init__(self, pairs: Sequence[Sequence[int]], k: Sequence[float], r0: Sequence[float]):
+
+class PriorTerm(nn.Module, ABC):
+    """A prior over bead tuples ``index`` (``[T, w]``, or ``[T, 2, 4]`` for dihedral maps) with
+    its parameters as float64 buffers.
+
+    Subclasses implement :meth:`energies` and a classmethod ``fit(pos, tuples, thermal_energy,
+    cell=None, pbc=None, **options)`` returning a fitted term; :meth:`fit_options` names the
+    options that :meth:`fit_in_place` passes on.
+    """
+
+    index: Tensor
+
+    @abstractmethod
+    def energies(self, pos: Tensor, cell: Tensor | None = None, pbc: Tensor | None = None) -> Tensor:
+        """``[B, T]`` energy of every tuple in ``pos [B, n, 3]``."""
+
+    def forward(self, pos: Tensor, cell: Tensor | None = None, pbc: Tensor | None = None) -> Tensor:
+        """``U [B]``: the sum of :meth:`energies` over the tuples."""
+        return self.energies(pos, cell, pbc).sum(-1)
+
+    @property
+    def beads(self) -> Tensor:
+        """``[T, k]`` the beads of every tuple (a bead may appear twice in a dihedral map)."""
+        return self.index.reshape(self.index.shape[0], -1)
+
+    def fit_options(self) -> dict[str, Any]:
+        """Options of ``fit`` that this term was built with (e.g. its number of Fourier terms)."""
+        return {}
+
+    def fit_in_place(
+        self, pos: Tensor, thermal_energy: float, cell: Tensor | None = None, pbc: Tensor | None = None
+    ) -> None:
+        """Boltzmann-invert this term on samples ``pos [F, n, 3]`` (cells ``[F, 3, 3]``, ``pbc
+        [F, 3]`` for periodic ones) and copy the fitted parameters into its buffers."""
+        fitted = type(self).fit(
+            pos, self.index.tolist(), thermal_energy, cell=cell, pbc=pbc, **self.fit_options()
+        )
+        for name, buffer in fitted.named_buffers():
+            getattr(self, name).copy_(buffer)
+
+
+class Harmonic(PriorTerm):
+    """``U = Σ k/2 (x − x₀)²`` of a coordinate ``x`` of bead ``width``-tuples."""
+
+    width: ClassVar[int]
+
+    def __init__(self, tuples: Sequence[Sequence[int]], k: Sequence[float], center: Sequence[float]):
         super().__init__()
-        self.register_buffer("index", _index(pairs, 2))
+        self.register_buffer("index", _index(tuples, self.width))
         self.register_buffer("k", _constants(k))
-        self.register_buffer("center", _constants(r0))
+        self.register_buffer("center", _constants(center))
 
-    coordinate = staticmethod(distances)
+    @staticmethod
+    @abstractmethod
+    def coordinate(pos: Tensor, index: Tensor, cell: Tensor | None, pbc: Tensor | None) -> Tensor:
+        """``[B, T]`` the coordinate of every tuple."""
 
-    def forward(self, pos: Tensor) -> Tensor:
-        x = self.coordinate(pos, self.index)
-        return (0.5 * self.k.to(x.dtype) * (x - self.center.to(x.dtype)) ** 2).sum(-1)
+    def energies(self, pos: Tensor, cell: Tensor | None = None, pbc: Tensor | None = None) -> Tensor:
+        x = self.coordinate(pos, self.index, cell, pbc)
+        return 0.5 * self.k.to(x.dtype) * (x - self.center.to(x.dtype)) ** 2
 
     @classmethod
-    def fit(cls, pos: Tensor, tuples: Sequence[Sequence[int]], thermal_energy: float):
+    def fit(cls, pos, tuples: Sequence[Sequence[int]], thermal_energy: float, cell=None, pbc=None):
         """Boltzmann inversion from samples ``pos [F, n, 3]``: ``x₀ = mean``, ``k = kT / var``."""
-        index = _index(tuples, 2 if cls is HarmonicBonds else 3)
-        x = cls.coordinate(torch.as_tensor(pos, dtype=torch.float64), index)
+        index = _index(tuples, cls.width)
+        x = cls.coordinate(_samples(pos), index, _samples(cell), pbc)
         variance = x.var(0, correction=0)
         if bool((variance <= 0).any()):
             raise ValueError("a coordinate does not fluctuate in the samples; its constant is undefined")
         return cls(index.tolist(), (thermal_energy / variance).tolist(), x.mean(0).tolist())
 
 
-class HarmonicAngles(HarmonicBonds):
-    """``U = Σ k/2 (θ − θ₀)²`` over bead triples (angle at the middle bead, radians)."""
+class HarmonicBonds(Harmonic):
+    """``U = Σ k/2 (r − r₀)²`` over bead pairs (``center`` is ``r₀``)."""
 
-    def __init__(self, triples: Sequence[Sequence[int]], k: Sequence[float], theta0: Sequence[float]):
-        nn.Module.__init__(self)
-        self.register_buffer("index", _index(triples, 3))
-        self.register_buffer("k", _constants(k))
-        self.register_buffer("center", _constants(theta0))
+    width = 2
+    coordinate = staticmethod(distances)
 
+
+class HarmonicAngles(Harmonic):
+    """``U = Σ k/2 (θ − θ₀)²`` over bead triples (angle at the middle bead, radians; ``center``
+    is ``θ₀``)."""
+
+    width = 3
     coordinate = staticmethod(angles)
 
 
-class FourierDihedrals(nn.Module):
+class FourierDihedrals(PriorTerm):
     """``U = Σ_q Σ_m a_qm cos(m φ_q) + b_qm sin(m φ_q)`` over bead quadruples.
 
     Args:
@@ -147,19 +228,29 @@ class FourierDihedrals(nn.Module):
         if self.a.shape != self.b.shape or self.a.shape[0] != self.index.shape[0]:
             raise ValueError("coefficients must be [n_dihedrals, n_terms], the same for cos and sin")
 
-    def forward(self, pos: Tensor) -> Tensor:
-        basis = fourier_basis(dihedrals(pos, self.index), self.a.shape[1])[..., 1:]
+    def energies(self, pos: Tensor, cell: Tensor | None = None, pbc: Tensor | None = None) -> Tensor:
+        basis = fourier_basis(dihedrals(pos, self.index, cell, pbc), self.a.shape[1])[..., 1:]
         coefficients = torch.stack((self.a, self.b), dim=-1).flatten(-2).to(basis.dtype)
-        return (basis * coefficients).sum((-1, -2))
+        return (basis * coefficients).sum(-1)
+
+    def fit_options(self) -> dict[str, Any]:
+        return {"n_terms": self.a.shape[1]}
 
     @classmethod
     def fit(
-        cls, pos, quads: Sequence[Sequence[int]], thermal_energy: float, n_terms: int = 3, n_bins: int = 72
+        cls,
+        pos,
+        quads: Sequence[Sequence[int]],
+        thermal_energy: float,
+        n_terms: int = 3,
+        n_bins: int = 72,
+        cell=None,
+        pbc=None,
     ):
         """Least-squares Fourier fit to ``−kT ln p(φ)`` of each dihedral's histogram (plus half a
         count per bin; the constant term is fitted and dropped)."""
         index = _index(quads, 4)
-        phi = dihedrals(torch.as_tensor(pos, dtype=torch.float64), index).numpy()
+        phi = dihedrals(_samples(pos), index, _samples(cell), pbc).numpy()
         a, b = [], []
         for column in phi.T:
             centers, free_energy = histogram_free_energy(column[:, None], n_bins, thermal_energy)
@@ -170,7 +261,7 @@ class FourierDihedrals(nn.Module):
         return cls(index.tolist(), a, b)
 
 
-class FourierDihedralMaps(nn.Module):
+class FourierDihedralMaps(PriorTerm):
     """``U = Σ_p Σ_jk c_pjk g_j(φ_p) g_k(ψ_p)`` over pairs of dihedrals ``(φ_p, ψ_p)``, with
     ``g = (1, cos θ, sin θ, …, cos Mθ, sin Mθ)``; ``c_p00`` is zero (energies are relative).
 
@@ -188,11 +279,14 @@ class FourierDihedralMaps(nn.Module):
             raise ValueError("coefficients must be [n_maps, 2M+1, 2M+1]")
         self.n_terms = (size - 1) // 2
 
-    def forward(self, pos: Tensor) -> Tensor:
-        basis = fourier_basis(dihedrals(pos, self.index.view(-1, 4)), self.n_terms)
+    def energies(self, pos: Tensor, cell: Tensor | None = None, pbc: Tensor | None = None) -> Tensor:
+        basis = fourier_basis(dihedrals(pos, self.index.view(-1, 4), cell, pbc), self.n_terms)
         basis = basis.view(*pos.shape[:-2], self.index.shape[0], 2, -1)
         first, second = basis.unbind(-2)
-        return torch.einsum("...pj,pjk,...pk->...", first, self.c.to(basis.dtype), second)
+        return torch.einsum("...pj,pjk,...pk->...p", first, self.c.to(basis.dtype), second)
+
+    def fit_options(self) -> dict[str, Any]:
+        return {"n_terms": self.n_terms}
 
     @classmethod
     def fit(
@@ -202,11 +296,13 @@ class FourierDihedralMaps(nn.Module):
         thermal_energy: float,
         n_terms: int = 3,
         n_bins: int = 36,
+        cell=None,
+        pbc=None,
     ):
         """Least-squares fit to ``−kT ln p(φ, ψ)`` of each pair's joint histogram (plus half a
         count per bin; the constant term is fitted and dropped)."""
         index = _index(quad_pairs, 8).view(-1, 2, 4)
-        angles_ = dihedrals(torch.as_tensor(pos, dtype=torch.float64), index.view(-1, 4))
+        angles_ = dihedrals(_samples(pos), index.view(-1, 4), _samples(cell), pbc)
         coefficients = []
         for pair in angles_.view(angles_.shape[0], -1, 2).unbind(1):
             centers, free_energy = histogram_free_energy(pair.numpy(), n_bins, thermal_energy)
@@ -218,7 +314,7 @@ class FourierDihedralMaps(nn.Module):
         return cls(index.tolist(), coefficients)
 
 
-class Repulsion(nn.Module):
+class Repulsion(PriorTerm):
     """``U = Σ ε (σ/r)^p`` over bead pairs (``σ [P]``)."""
 
     def __init__(
@@ -230,35 +326,18 @@ class Repulsion(nn.Module):
         self.register_buffer("epsilon", torch.tensor(float(epsilon), dtype=torch.float64))
         self.power = int(power)
 
-    def forward(self, pos: Tensor) -> Tensor:
-        r = distances(pos, self.index)
-        return (self.epsilon.to(r.dtype) * (self.sigma.to(r.dtype) / r) ** self.power).sum(-1)
+    def energies(self, pos: Tensor, cell: Tensor | None = None, pbc: Tensor | None = None) -> Tensor:
+        r = distances(pos, self.index, cell, pbc)
+        return self.epsilon.to(r.dtype) * (self.sigma.to(r.dtype) / r) ** self.power
+
+    def fit_options(self) -> dict[str, Any]:
+        return {"power": self.power}
 
     @classmethod
-    def fit(cls, pos, pairs: Sequence[Sequence[int]], thermal_energy: float, power: int = 6):
+    def fit(
+        cls, pos, pairs: Sequence[Sequence[int]], thermal_energy: float, power: int = 6, cell=None, pbc=None
+    ):
         """``σ`` = each pair's smallest sampled distance, ``ε = kT``."""
         index = _index(pairs, 2)
-        r = distances(torch.as_tensor(pos, dtype=torch.float64), index)
+        r = distances(_samples(pos), index, _samples(cell), pbc)
         return cls(index.tolist(), r.min(0).values.tolist(), thermal_energy, power)
-
-
-class PriorEnergy(nn.Module):
-    """The sum of prior terms for structures of ``n_beads`` beads each, on flat batches.
-
-    ``forward(pos [N, 3], n_structures) -> [B, 1]`` with ``N = B · n_beads``.
-    """
-
-    def __init__(self, terms: Sequence[nn.Module], n_beads: int):
-        super().__init__()
-        self.terms = nn.ModuleList(terms)
-        self.n_beads = n_beads
-
-    def forward(self, pos: Tensor, n_structures: int) -> Tensor:
-        if pos.shape[0] != n_structures * self.n_beads:
-            raise ValueError(
-                f"priors are for structures of {self.n_beads} beads; "
-                f"got {pos.shape[0]} beads in {n_structures}"
-            )
-        stacked = pos.view(n_structures, self.n_beads, 3)
-        energy = sum(term(stacked) for term in self.terms)
-        return energy.unsqueeze(-1)

@@ -6,9 +6,10 @@ One step of length ``Δt`` with friction ``γ``, thermal energy ``kT`` and masse
     O: v ← c₁ v + sqrt((1 − c₁²) kT/m) · ξ,  c₁ = exp(−γ Δt),  ξ ~ N(0, 1)
     A: x ← x + Δt/2 · v             B: v ← v + Δt/2 · F(x)/m
 
-Units are the model's: lengths, energies, masses in amu, and time in
-``sqrt(amu · length² / energy)`` (:func:`time_unit_in_fs`: 48.9 fs for kcal/mol and Å, 10.2 fs
-for eV and Å). Positions are ``[R, n, 3]`` for ``R`` replicas of ``n`` beads.
+Units are the potential's: lengths, energies, masses in amu, and time in
+``τ = sqrt(amu · length² / energy)`` (:func:`pyg_hipts.units.md_time_unit_fs`: 48.9 fs for
+kcal/mol and Å, 10.2 fs for eV and Å). Positions are ``[R, n, 3]`` for ``R`` replicas of ``n``
+atoms (or beads).
 """
 
 from __future__ import annotations
@@ -18,24 +19,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from ase import units
 from torch import Tensor
-
-from pyg_hipts.calculators.ase import energy_unit_in_ev
-
-
-def time_unit_in_fs(energy_unit: str) -> float:
-    """Femtoseconds per time unit ``sqrt(amu · Å² / energy_unit)``."""
-    return 1.0 / units.fs / math.sqrt(energy_unit_in_ev(energy_unit))
-
-
-def boltzmann_constant(energy_unit: str) -> float:
-    """``k_B`` in ``energy_unit`` per kelvin."""
-    return units.kB / energy_unit_in_ev(energy_unit)
 
 
 class SimulationError(RuntimeError):
-    """The dynamics blew up; the message says at which step, replica and bead."""
+    """The dynamics blew up or atoms fused; the message says at which step, replica and atom."""
 
 
 @dataclass
@@ -52,16 +40,16 @@ class BAOAB:
 
     Args:
         forces: ``x [R, n, 3] -> F [R, n, 3]``.
-        masses: ``[n]`` bead masses (amu).
-        timestep, friction: ``Δt`` and ``γ`` in the model's time unit.
-        thermal_energy: ``kT`` in the model's energy unit.
-        max_displacement: the largest move of a bead in one step before the run is stopped as
+        masses: ``[n]`` masses (amu).
+        timestep, friction: ``Δt`` and ``γ`` in the potential's time unit (``τ`` and ``1/τ``).
+        thermal_energy: ``kT`` in the potential's energy unit.
+        max_displacement: the largest move of an atom in one step before the run is stopped as
             blown up (length unit).
         seed: of the random forces.
-        closest_pair: ``x [R, n, 3] -> (distance [R], bead i [R], bead j [R])``, the closest pair
-            of beads of each replica; with ``min_distance``, the run stops when a pair comes
-            closer than it (beads fusing: e.g. the smallest distance of the reference data).
-        min_distance: the smallest distance allowed between two beads (length unit).
+        closest_pair: ``x [R, n, 3] -> (distance [R], atom i [R], atom j [R])``, the closest pair
+            of atoms of each replica; with ``min_distance``, the run stops when a pair comes
+            closer than it (atoms or beads fusing: e.g. the smallest distance of the reference data).
+        min_distance: the smallest distance allowed between two atoms (length unit).
         check_every: steps between two ``closest_pair`` checks.
     """
 
@@ -100,11 +88,11 @@ class BAOAB:
     def _check(self, step: int, x: Tensor, moved: Tensor, force: Tensor) -> None:
         bad = ~torch.isfinite(x).all(-1) | ~torch.isfinite(force).all(-1) | (moved > self.max_displacement)
         if bool(bad.any()):
-            replica, bead = (int(i) for i in bad.nonzero()[0])
+            replica, atom = (int(i) for i in bad.nonzero()[0])
             raise SimulationError(
-                f"step {step}, replica {replica}, bead {bead}: position {x[replica, bead].tolist()}, "
-                f"force {force[replica, bead].tolist()}, moved {float(moved[replica, bead]):.3g} in one step "
-                f"(limit {self.max_displacement}); {int(bad.sum())} beads affected"
+                f"step {step}, replica {replica}, atom {atom}: position {x[replica, atom].tolist()}, "
+                f"force {force[replica, atom].tolist()}, moved {float(moved[replica, atom]):.3g} in one step "
+                f"(limit {self.max_displacement}); {int(bad.sum())} atoms affected"
             )
 
     def _check_fusion(self, step: int, x: Tensor) -> None:
@@ -113,7 +101,7 @@ class BAOAB:
         if bool(fused.any()):
             replica = int(fused.nonzero()[0])
             raise SimulationError(
-                f"step {step}, replica {replica}: beads {int(first[replica])} and {int(second[replica])} "
+                f"step {step}, replica {replica}: atoms {int(first[replica])} and {int(second[replica])} "
                 f"are {float(distance[replica]):.3g} apart, closer than the limit {self.min_distance:.3g}; "
                 f"{int(fused.sum())} replicas affected"
             )

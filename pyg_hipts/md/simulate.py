@@ -1,30 +1,49 @@
-"""Langevin simulation of a trained model (many replicas at once) in physical units."""
+"""Langevin simulation of any :class:`~pyg_hipts.potentials.Potential` (all-atom or
+coarse-grained, molecular or periodic), many replicas at once, in physical units."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from pyg_hipts.cg.langevin import BAOAB, Trajectory, boltzmann_constant, time_unit_in_fs
 from pyg_hipts.data.periodic import neighbour_pairs, pair_distances
+from pyg_hipts.md.langevin import BAOAB, Trajectory
+from pyg_hipts.potentials import Potential
+from pyg_hipts.units import Units, boltzmann_constant, md_time_unit_fs
 
 
-def model_forces(
-    model: nn.Module, z: Tensor, cell: Tensor | None = None, pbc: Tensor | None = None
+def _replica_batch(x: Tensor) -> Tensor:
+    """``[R · n]`` replica index of every atom of ``x [R, n, 3]``."""
+    replicas, n = x.shape[:2]
+    return torch.arange(replicas, device=x.device).repeat_interleave(n)
+
+
+def _replica_cells(
+    replicas: int, cell: Tensor | None, pbc: Tensor | None
+) -> tuple[Tensor | None, Tensor | None]:
+    """``cell [3, 3]`` and ``pbc [3]`` of one structure as ``[R, 3, 3]`` and ``[R, 3]``."""
+    if (cell is None) != (pbc is None):
+        raise ValueError("cell and pbc must be given together")
+    if cell is None:
+        return None, None
+    return cell.reshape(3, 3).expand(replicas, 3, 3), pbc.reshape(3).expand(replicas, 3)
+
+
+def potential_forces(
+    potential: Potential, z: Tensor, cell: Tensor | None = None, pbc: Tensor | None = None
 ) -> Callable[[Tensor], Tensor]:
-    """``x [R, n, 3] -> F [R, n, 3]`` of ``model`` for ``R`` replicas of the structure ``z [n]``
-    (``cell [3, 3]`` and ``pbc [3]`` for a periodic one)."""
+    """``x [R, n, 3] -> F [R, n, 3]`` (in the dtype of ``x``) of ``potential`` for ``R``
+    replicas of the structure ``z [n]`` (``cell [3, 3]`` and ``pbc [3]`` for a periodic one)."""
+    if cell is not None and not potential.supports("periodic"):
+        raise ValueError(f"{type(potential).__name__} cannot simulate a periodic cell")
 
     def forces(x: Tensor) -> Tensor:
         replicas, n = x.shape[:2]
-        batch = torch.arange(replicas, device=x.device).repeat_interleave(n)
-        periodic = {}
-        if cell is not None:
-            periodic = {"cell": cell.expand(replicas, 3, 3), "pbc": pbc.expand(replicas, 3)}
-        out = model.predict(z.repeat(replicas), x.reshape(-1, 3), batch, forces=True, **periodic)
-        return out.forces.detach().view(replicas, n, 3)
+        cells, pbcs = _replica_cells(replicas, cell, pbc)
+        out = potential.predict(z.repeat(replicas), x.reshape(-1, 3), _replica_batch(x), cell=cells, pbc=pbcs)
+        return out.forces.detach().to(x.dtype).view(replicas, n, 3)
 
     return forces
 
@@ -32,21 +51,19 @@ def model_forces(
 def closest_pairs(
     within: float, cell: Tensor | None = None, pbc: Tensor | None = None
 ) -> Callable[[Tensor], tuple[Tensor, Tensor, Tensor]]:
-    """``x [R, n, 3] -> (distance [R], i [R], j [R])``: the closest pair of beads of each
+    """``x [R, n, 3] -> (distance [R], i [R], j [R])``: the closest pair of atoms of each
     replica among the pairs closer than ``within`` (periodic images included with ``cell [3, 3]``
     and ``pbc [3]``); ``inf`` and ``-1`` for replicas with no such pair."""
 
     def closest(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         replicas, n = x.shape[:2]
-        pos = x.reshape(-1, 3)
-        batch = torch.arange(replicas, device=x.device).repeat_interleave(n)
-        periodic = (None, None) if cell is None else (cell.expand(replicas, 3, 3), pbc.expand(replicas, 3))
-        edge_index, shifts, _ = neighbour_pairs(pos, batch, within, *periodic)
+        pos, batch = x.reshape(-1, 3), _replica_batch(x)
+        edge_index, shifts, _ = neighbour_pairs(pos, batch, within, *_replica_cells(replicas, cell, pbc))
         r = pair_distances(pos, edge_index, shifts)
         distance = torch.full((replicas,), float("inf"), dtype=r.dtype, device=r.device)
-        bead_i, bead_j = torch.full((2, replicas), -1, dtype=torch.long, device=r.device)
+        atom_i, atom_j = torch.full((2, replicas), -1, dtype=torch.long, device=r.device)
         if r.numel() == 0:
-            return distance, bead_i, bead_j
+            return distance, atom_i, atom_j
         owner = batch[edge_index[1]]
         distance = distance.scatter_reduce(0, owner, r, reduce="amin")
         pair_ids = torch.arange(len(r), device=r.device)
@@ -54,21 +71,20 @@ def closest_pairs(
         is_closest = r == distance[owner]
         closest_ids = closest_ids.scatter_reduce(0, owner[is_closest], pair_ids[is_closest], reduce="amin")
         found = closest_ids < len(r)
-        bead_i[found] = edge_index[1, closest_ids[found]] % n
-        bead_j[found] = edge_index[0, closest_ids[found]] % n
-        return distance, bead_i, bead_j
+        atom_i[found] = edge_index[1, closest_ids[found]] % n
+        atom_j[found] = edge_index[0, closest_ids[found]] % n
+        return distance, atom_i, atom_j
 
     return closest
 
 
 def run_langevin(
-    model: nn.Module,
+    potential: Potential,
     z: Tensor,
     start: Tensor,
     masses: Tensor,
     *,
     temperature: float,
-    energy_unit: str,
     timestep_fs: float,
     friction_per_ps: float,
     n_steps: int,
@@ -77,21 +93,31 @@ def run_langevin(
     pbc: Tensor | None = None,
     seed: int = 0,
     min_distance: float | None = None,
+    units: Units | None = None,
 ) -> Trajectory:
-    """BAOAB dynamics of ``start [R, n, 3]`` at ``temperature`` (K) with the model's forces.
+    """BAOAB dynamics of ``start [R, n, 3]`` at ``temperature`` (K) with the potential's forces.
 
-    The time step is given in fs and the friction in 1/ps, converted to the model's time unit
-    (:func:`time_unit_in_fs`); lengths and energies are the model's, masses in amu. With
-    ``min_distance`` the run stops (:class:`SimulationError`) when two beads come closer than it
+    Lengths and energies are in ``units``, by default the potential's own (``potential.units``,
+    set when it was trained); masses ``[n]`` in amu. The time step is given in fs and the friction
+    in 1/ps, converted to the MD time unit ``τ`` of those units
+    (:func:`~pyg_hipts.units.md_time_unit_fs`); ``kT`` is
+    :func:`~pyg_hipts.units.boltzmann_constant` times ``temperature``. With ``min_distance`` the
+    run stops (:class:`~pyg_hipts.md.SimulationError`) when two atoms come closer than it
     (checked every 10 steps).
     """
-    unit_fs = time_unit_in_fs(energy_unit)
+    units = units or potential.units
+    if units is None:
+        raise ValueError(
+            f"the {type(potential).__name__} has no units (it was not trained on data): "
+            "pass units=Units(length, energy) to run_langevin"
+        )
+    unit_fs = md_time_unit_fs(units.energy, units.length)
     integrator = BAOAB(
-        model_forces(model, z, cell, pbc),
+        potential_forces(potential, z, cell, pbc),
         masses,
         timestep=timestep_fs / unit_fs,
         friction=friction_per_ps * unit_fs / 1000.0,
-        thermal_energy=boltzmann_constant(energy_unit) * temperature,
+        thermal_energy=boltzmann_constant(units.energy) * temperature,
         seed=seed,
         closest_pair=None if min_distance is None else closest_pairs(min_distance, cell, pbc),
         min_distance=min_distance,

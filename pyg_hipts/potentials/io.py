@@ -148,6 +148,16 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return contents
 
 
+def _match_dtypes(potential: Potential, state: Mapping[str, torch.Tensor]) -> None:
+    """Give every float parameter and buffer the dtype of its saved tensor (float64 prior
+    constants beside float32 weights stay float64)."""
+    tensors = dict(potential.named_parameters()) | dict(potential.named_buffers())
+    for name, saved in state.items():
+        tensor = tensors.get(name)
+        if tensor is not None and tensor.is_floating_point() and saved.is_floating_point():
+            tensor.data = tensor.data.to(saved.dtype)
+
+
 def load_potential(
     path: str | Path,
     map_location: str | torch.device = "cpu",
@@ -170,6 +180,7 @@ def load_potential(
         if weights:
             state = weights
             break
+    _match_dtypes(potential, state)
     try:
         potential.load_state_dict(state)
     except RuntimeError as error:

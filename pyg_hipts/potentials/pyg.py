@@ -110,6 +110,7 @@ def visnet_atom_energies(network: ViSNet, structures: Structures, pairs: PairLis
 
 
 def check_schnet(network: SchNet) -> None:
+    """SchNet predicts a sum of per-atom energies unless it predicts a dipole or averages."""
     if network.dipole:
         raise ValueError("SchNet(dipole=True) predicts a dipole moment, not an energy per atom")
     if not isinstance(network.readout, SumAggregation):
@@ -117,12 +118,14 @@ def check_schnet(network: SchNet) -> None:
 
 
 def check_dimenet(network: DimeNet) -> None:
+    """One output per atom: ``out_channels=1``."""
     width = network.output_blocks[0].lin.out_features
     if width != 1:
         raise ValueError(f"{type(network).__name__} needs out_channels=1 (one energy per atom), got {width}")
 
 
 def check_visnet(network: ViSNet) -> None:
+    """A sum over atoms, without ViSNet's own force head."""
     if network.derivative:
         raise ValueError("ViSNet(derivative=True) is not needed: forces come from the potential")
     if network.reduce_op != "sum":
