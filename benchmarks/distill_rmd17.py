@@ -3,14 +3,14 @@
 Forces are withheld from every teacher: teachers see DFT energies only.
 
 1. ``pyg-hipts ensemble``: ``--members`` HIP-NN-TS teachers (``configs/rmd17_ts2.yaml`` sizes)
-   trained on the energies of the 1000 training frames (950 train / 50 validation),
-   ``force_weight 0``.
+   trained on the energies of the 1000 training frames (950 train / 50 validation): an
+   ``EnergyLoss`` alone.
 2. ``pyg-hipts label``: the teachers' mean forces and per-atom energies for those frames.
 3. EKD student, same size as a teacher, trained on DFT energies + teacher forces.
 4. Baseline: teacher 0, an energy-only model of the same size and budget.
 5. Teacher–student: a small model (``--small-features``, ``l_max 1``, one interaction layer)
    trained on energies + teacher forces, with and without the teachers' per-atom energies as an
-   extra target (``atom_energy_weight``).
+   extra target (an ``AtomEnergyLoss``).
 
 Every model is tested on the 1000 test frames against DFT energies and forces. Run from the
 project root::
@@ -36,8 +36,9 @@ from rmd17_files import KCAL_TO_MEV, ROOT, rmd17_file
 
 from pyg_hipts.compare.worker import throughput
 from pyg_hipts.data import read_npz
+from pyg_hipts.potentials import load_potential
 from pyg_hipts.timing import max_time
-from pyg_hipts.train.checkpoints import load_trained_model, newest_checkpoint
+from pyg_hipts.train.checkpoints import newest_checkpoint
 
 BASE = ROOT / "configs" / "rmd17_ts2.yaml"
 
@@ -81,7 +82,9 @@ def main() -> None:
         "trainer": {"max_time": max_time(args.minutes), "callbacks": [_checkpoint()], "logger": False},
     }
 
-    teachers = write_yaml(out / "teachers.yaml", {**common, "model": {"init_args": {"force_weight": 0.0}}})
+    base_losses = yaml.safe_load(BASE.read_text())["model"]["losses"]
+    energy_only = [term for term in base_losses if term["class_path"].endswith(".EnergyLoss")]
+    teachers = write_yaml(out / "teachers.yaml", {**common, "model": {"losses": energy_only}})
     run(
         [
             "pyg-hipts",
@@ -137,17 +140,19 @@ def main() -> None:
         "reader_options": {"atom_energies_key": "atom_energies"},
         "test_reader_options": {},
     }
-    small = {"n_features": args.small_features, "n_interaction_layers": 1, "l_max": 1}
+    small_sizes = {"n_features": args.small_features, "n_interaction_layers": 1, "l_max": 1}
+    small = {"model": {"init_args": small_sizes}}
+    atom_energies = {"class_path": "pyg_hipts.train.losses.AtomEnergyLoss", "init_args": {"weight": 1.0}}
     runs = {
         "EKD student": {},
         "small, energies + teacher forces": small,
-        "small, + teacher atom energies": {**small, "atom_energy_weight": 1.0},
+        "small, + teacher atom energies": {**small, "losses": [*base_losses, atom_energies]},
     }
-    for name, model_options in runs.items():
+    for name, model_section in runs.items():
         run_dir = out / name.replace(" ", "_").replace(",", "").replace("+", "plus")
         override = {
             "data": student_data,
-            "model": {"init_args": model_options},
+            "model": model_section,
             "trainer": {**common["trainer"], "logger": _logger(run_dir)},
         }
         run(
@@ -171,7 +176,7 @@ def main() -> None:
     for name, run_dir in rows:
         energy, force = test_errors(run_dir)
         checkpoint = newest_checkpoint(baseline_dir if run_dir == baseline_dir / "test" else run_dir)
-        model, _ = load_trained_model(checkpoint)
+        model = load_potential(checkpoint)
         print(f"| {name} | {energy:.2f} | {force:.2f} | {throughput(model, frames, 100):,.0f} |")
 
 

@@ -21,15 +21,16 @@ from model_speed import aspirin_batch, training_step
 
 from pyg_hipts.nn import HipNN
 from pyg_hipts.timing import median_seconds
-from pyg_hipts.train.module import MODEL_OPTIONS
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "rmd17_ts2_gauss10.yaml"
 
 
 def model_options() -> dict:
-    """The :class:`HipNN` options of ``CONFIG`` (``tensor_invariants`` left to the caller)."""
-    options = yaml.safe_load(CONFIG.read_text())["model"]["init_args"]
-    return {name: options[name] for name in MODEL_OPTIONS if name in options and name != "tensor_invariants"}
+    """The :class:`HipNN` arguments of ``CONFIG`` (``tensor_invariants`` left to the caller)."""
+    model = yaml.safe_load(CONFIG.read_text())["model"]["model"]
+    if model["class_path"] != "pyg_hipts.nn.HipNN":
+        raise ValueError(f"{CONFIG}: expected a pyg_hipts.nn.HipNN model, got {model['class_path']}")
+    return {name: value for name, value in model["init_args"].items() if name != "tensor_invariants"}
 
 
 def step_seconds(invariants: str, n_molecules: int, repeat: int) -> float:

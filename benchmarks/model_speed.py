@@ -170,7 +170,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--molecules", type=int, default=64)
     parser.add_argument("--repeat", type=int, default=7)
-    parser.add_argument("--hippynn-kernels", default="numba", help="hippynn custom kernel implementation")
+    parser.add_argument(
+        "--hippynn-kernels",
+        default="auto",
+        help="hippynn custom kernel implementation (numba, triton, cupy, pytorch; auto: the best installed)",
+    )
     parser.add_argument("--memory-of", help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

@@ -123,6 +123,7 @@ def main() -> None:
                 str(int(dense)),
                 "--threads",
                 str(options.threads),
+                *(["--keep_freed_memory"] if options.keep_freed_memory else []),
             ]
             result = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
             result["search"] = "dense" if dense else "cell lists"

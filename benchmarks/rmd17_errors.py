@@ -25,12 +25,10 @@ import numpy as np
 import torch
 from rmd17_files import KCAL_TO_MEV, rmd17_file
 
-from pyg_hipts.train.checkpoints import load_trained_model
+from pyg_hipts.potentials import Potential, load_potential
 
 
-def predicted_forces(
-    model: torch.nn.Module, z: np.ndarray, coords: np.ndarray, chunk: int = 100
-) -> np.ndarray:
+def predicted_forces(model: Potential, z: np.ndarray, coords: np.ndarray, chunk: int = 100) -> np.ndarray:
     """Forces ``[F, n, 3]`` of ``model`` on frames ``coords [F, n, 3]`` of one molecule."""
     forces = []
     for start in range(0, len(coords), chunk):
@@ -59,7 +57,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"# python {' '.join(sys.argv)}", flush=True)
-    model, units = load_trained_model(args.checkpoint)
+    model = load_potential(args.checkpoint)
+    units = model.units
     if units is not None and units.force != "kcal/mol/Å":
         raise ValueError(f"{args.checkpoint}: trained on forces in {units.force}, rMD17 is in kcal/mol/Å")
 

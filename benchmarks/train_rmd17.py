@@ -11,7 +11,7 @@ Run from the project root, e.g.::
     python benchmarks/train_rmd17.py --molecules aspirin ethanol uracil --minutes 40 --threads 2
 
 Any further option goes to ``pyg-hipts fit`` unchanged, so a variant of a config needs no new file,
-e.g. ``--model.init_args.tensor_invariants complete``.
+e.g. ``--model.model.init_args.tensor_invariants complete``.
 """
 
 from __future__ import annotations

@@ -31,6 +31,7 @@ from ase import Atoms
 
 from pyg_hipts.allocator import keep_freed_memory
 from pyg_hipts.data import read_deepmd
+from pyg_hipts.data.graph import PairList
 from pyg_hipts.nn import HipNN
 from pyg_hipts.timing import median_seconds
 
@@ -61,6 +62,13 @@ def water_box(repeats: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, t
     )
 
 
+def pair_list(
+    model: HipNN, z: torch.Tensor, pos: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor
+) -> PairList:
+    """The neighbour list of one evaluation of ``model`` on one box, as :meth:`HipNN.predict` builds it."""
+    return model.structures(z, pos, cell=cell, pbc=pbc).pairs(model.cutoff)
+
+
 def measure(repeats: list[int], threads: int, repeat: int) -> None:
     """Time every box size in this process; print one JSON row per size."""
     torch.set_num_threads(threads)
@@ -68,10 +76,9 @@ def measure(repeats: list[int], threads: int, repeat: int) -> None:
     model = HipNN([1, 8], **SIZES).eval()
     for n in repeats:
         z, pos, cell, pbc = water_box(n)
-        batch = torch.zeros(len(z), dtype=torch.long)
         step = median_seconds(lambda: model.predict(z, pos, cell=cell, pbc=pbc), repeat)  # noqa: B023
-        neighbours = median_seconds(lambda: model.pairs(pos, batch, cell, pbc), repeat)  # noqa: B023
-        n_pairs = model.pairs(pos, batch, cell, pbc).edge_index.shape[1]
+        neighbours = median_seconds(lambda: pair_list(model, z, pos, cell, pbc), repeat)  # noqa: B023
+        n_pairs = pair_list(model, z, pos, cell, pbc).edge_index.shape[1]
         row = {"n": n, "atoms": len(z), "pairs": n_pairs, "step": step, "neighbours": neighbours}
         print(json.dumps(row), flush=True)
 

@@ -20,9 +20,16 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from torch_geometric.data import Batch
 
 from pyg_hipts.data import embedded_dataset_path, read_npz
+from pyg_hipts.potentials import load_potential
 from pyg_hipts.train import PotentialModule
 from pyg_hipts.train.callbacks import TimeBudgetAnnealing
-from tests.test_train_module import QUIET, ethanol_datamodule, single_thread, tiny_module  # noqa: F401
+from tests.test_train_module import (  # noqa: F401
+    QUIET,
+    ethanol_datamodule,
+    single_thread,
+    tiny_losses,
+    tiny_module,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 VALIDATE_FILE = "ddp_validate.json"
@@ -117,7 +124,7 @@ def test_ddp_two_processes(tmp_path: Path) -> None:
 
     # the same weights validated on one process give the same epoch metrics
     ddp_metrics = json.loads((tmp_path / VALIDATE_FILE).read_text())
-    module = PotentialModule.load_from_checkpoint(tmp_path / "last.ckpt")
+    module = PotentialModule(load_potential(tmp_path / "last.ckpt"), tiny_losses())
     single = Trainer(**QUIET).validate(module, ethanol_datamodule(), verbose=False)[0]
     assert set(single) == set(ddp_metrics)
     for name, value in single.items():

@@ -57,6 +57,7 @@ class HipNN(Potential):
         units: of positions and energies (set from the training data).
     """
 
+    fits_energies = True
     reports = frozenset({"level_energies", "hierarchicality"})
 
     def __init__(

@@ -96,11 +96,13 @@ class Potential(nn.Module, ABC):
         units: units of positions and energies; usually set from the training data.
 
     Class attributes a subclass may change: ``periodic`` (whether it accepts periodic cells),
-    ``reports`` (names of the extra outputs it records).
+    ``reports`` (names of the extra outputs it records), ``fits_energies`` (whether
+    :meth:`pre_fit` fits the data's energies, see :class:`~pyg_hipts.potentials.SumPotential`).
     """
 
     periodic: ClassVar[bool] = True
     reports: ClassVar[frozenset[str]] = frozenset()
+    fits_energies: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -26,6 +26,8 @@ class ReferenceEnergies(Potential):
             (zeros by default).
     """
 
+    fits_energies = True
+
     def __init__(
         self, species: Sequence[int], energies: Sequence[float] | None = None, units: Units | None = None
     ) -> None:

@@ -2,7 +2,14 @@
 prediction writer."""
 
 from pyg_hipts.train.datamodule import AtomsDataModule
-from pyg_hipts.train.losses import AtomEnergyLoss, EnergyLoss, ForceLoss, HierarchicalityLoss, L2Loss, LossTerm
+from pyg_hipts.train.losses import (
+    AtomEnergyLoss,
+    EnergyLoss,
+    ForceLoss,
+    HierarchicalityLoss,
+    L2Loss,
+    LossTerm,
+)
 from pyg_hipts.train.module import PotentialModule
 from pyg_hipts.train.writer import PredictionWriter
 
