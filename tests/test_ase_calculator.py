@@ -4,7 +4,6 @@ and molecules, stress, checkpoints from the command line, and NVE dynamics."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -57,15 +56,6 @@ def _fit(config: Path, options: list[str], run_name: str) -> Path:
     checkpoint = Path("runs") / run_name / "version_0" / "checkpoints" / "best.ckpt"
     assert checkpoint.is_file()
     return checkpoint
-
-
-@pytest.fixture(autouse=True, scope="module")
-def single_thread() -> Iterator[None]:
-    """Tiny models run fastest on one thread, and far faster than on two when the cores are busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ from pyg_hipts.data import AtomsDataset, make_frame
 from pyg_hipts.nn import HipNN
 from pyg_hipts.potentials import SumPotential, load_potential
 from pyg_hipts.units import Units, energy_factor
-from tests.test_train_module import single_thread  # noqa: F401
 
 from .conftest import SHARED_DATA
 from .test_cg import assert_forces_are_minus_gradient

@@ -17,7 +17,6 @@ from pyg_hipts.md import run_langevin
 from pyg_hipts.nn import HipNN
 from pyg_hipts.potentials import SumPotential, load_potential
 from pyg_hipts.units import Units
-from tests.test_train_module import single_thread  # noqa: F401
 
 from .conftest import SHARED_DATA
 

@@ -20,7 +20,6 @@ from pyg_hipts.cli import main, run_cli
 from pyg_hipts.compare.runner import read_comparison
 from pyg_hipts.data import Units, embedded_dataset_path, load_split, read_npz
 from pyg_hipts.potentials import Potential, load_potential
-from tests.test_train_module import single_thread  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"

@@ -23,13 +23,7 @@ from pyg_hipts.data import embedded_dataset_path, read_npz
 from pyg_hipts.potentials import load_potential
 from pyg_hipts.train import PotentialModule
 from pyg_hipts.train.callbacks import TimeBudgetAnnealing
-from tests.test_train_module import (  # noqa: F401
-    QUIET,
-    ethanol_datamodule,
-    single_thread,
-    tiny_losses,
-    tiny_module,
-)
+from tests.test_train_module import QUIET, ethanol_datamodule, tiny_losses, tiny_module
 
 REPO = Path(__file__).resolve().parents[1]
 VALIDATE_FILE = "ddp_validate.json"

@@ -26,7 +26,7 @@ from pyg_hipts.train import AtomsDataModule, PotentialModule
 from pyg_hipts.train.losses import AtomEnergyLoss
 from pyg_hipts.units import Units
 
-from .test_ase_calculator import CONFIG, TINY_RUN, single_thread  # noqa: F401
+from .test_ase_calculator import CONFIG, TINY_RUN
 from .test_periodic import _model, _water
 
 SPECIES = [1, 6, 7, 8]

@@ -75,7 +75,9 @@ def test_imports_run_downward(path: Path) -> None:
         if target == "":
             wrong.append(f"line {line}: imports the top-level package (import from its subpackage instead)")
         elif target in RANK and RANK[target] >= RANK[owner]:
-            wrong.append(f"line {line}: {owner} (layer {RANK[owner]}) imports {module} (layer {RANK[target]})")
+            wrong.append(
+                f"line {line}: {owner} (layer {RANK[owner]}) imports {module} (layer {RANK[target]})"
+            )
     assert not wrong, f"{path.relative_to(PACKAGE.parent)}:\n" + "\n".join(wrong)
 
 

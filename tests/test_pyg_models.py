@@ -7,7 +7,6 @@ from __future__ import annotations
 import copy
 import csv
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -61,15 +60,6 @@ TINY_NETWORKS = {
         "init_args": {"hidden_channels": 16, "num_layers": 2, "num_heads": 2, "num_rbf": 8, "cutoff": CUTOFF},
     },
 }
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """Tiny models run fastest on one thread, and far faster than on two when the cores are busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def tiny_potential(name: str, species: list[int] = ETHANOL_SPECIES, **options) -> PygPotential:

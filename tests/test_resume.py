@@ -12,7 +12,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from pyg_hipts.nn import HipNN
 from pyg_hipts.train import PotentialModule
-from tests.test_train_module import ETHANOL_SPECIES, QUIET, ethanol_datamodule, single_thread, tiny_module  # noqa: F401
+from tests.test_train_module import ETHANOL_SPECIES, QUIET, ethanol_datamodule, tiny_module
 
 BATCHES_PER_EPOCH = 4  # 40 training frames in batches of 10
 EPOCHS = 4

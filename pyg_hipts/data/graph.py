@@ -47,15 +47,17 @@ def validate_atoms(z: Tensor, pos: Tensor, batch: Tensor | None) -> Tensor:
         return torch.zeros(n_atoms, dtype=torch.long, device=pos.device)
     if batch.dim() != 1 or batch.shape[0] != n_atoms:
         raise ValueError(f"batch must have shape [N] = [{n_atoms}] to match pos, got {list(batch.shape)}")
-    if n_atoms > 1 and bool((batch[1:] < batch[:-1]).any()):
-        raise ValueError("batch must be sorted (atoms of one structure contiguous, as PyG batches are)")
-    if int(batch[0]) != 0:
-        raise ValueError(
-            f"batch must number the structures from 0; the first atom is in structure {int(batch[0])}"
-        )
-    jumps = (batch[1:] - batch[:-1] > 1).nonzero().flatten()
-    if jumps.numel():
-        atom = int(jumps[0]) + 1
+    step = torch.diff(batch, prepend=batch[:1])  # 0 or 1 from atom to atom
+    bad = (step < 0) | (step > 1)
+    bad[0] = batch[0] != 0
+    if bool(bad.any()):  # one check; the details only for a bad batch
+        if bool((step[1:] < 0).any()):
+            raise ValueError("batch must be sorted (atoms of one structure contiguous, as PyG batches are)")
+        if int(batch[0]) != 0:
+            raise ValueError(
+                f"batch must number the structures from 0; the first atom is in structure {int(batch[0])}"
+            )
+        atom = int((step > 1).nonzero()[0])
         raise ValueError(
             f"batch must number the structures 0, 1, …, B−1 without gaps; it jumps from "
             f"{int(batch[atom - 1])} to {int(batch[atom])} at atom {atom}"

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import itertools
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -152,10 +153,8 @@ class Potential(nn.Module, ABC):
     @property
     def dtype(self) -> torch.dtype | None:
         """The float dtype of the weights (``None`` for a potential without float weights)."""
-        for tensor in (*self.parameters(), *self.buffers()):
-            if tensor.is_floating_point():
-                return tensor.dtype
-        return None
+        tensors = itertools.chain(self.parameters(), self.buffers())
+        return next((tensor.dtype for tensor in tensors if tensor.is_floating_point()), None)
 
     # --- evaluation ----------------------------------------------------------------------------
 

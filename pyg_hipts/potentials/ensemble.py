@@ -145,28 +145,17 @@ class Ensemble(Potential):
             structures.record(name, value)
         return torch.stack(energies).mean(0)
 
-    def predict(
-        self,
-        z: Tensor,
-        pos: Tensor,
-        batch: Tensor | None = None,
-        *,
-        cell: Tensor | None = None,
-        pbc: Tensor | None = None,
-        forces: bool = True,
-        stress: bool = False,
-        virial: bool = False,
-        create_graph: bool = False,
-    ) -> PotentialOutput:
-        """Every member's :meth:`~Potential.predict`, then the means (as the output's fields) and
-        the spreads (in ``extras``, see the module docstring)."""
-        periodic = pbc is not None and bool(pbc.any())
-        for name, asked in (("periodic", periodic), ("stress", stress), ("virial", virial)):
-            if asked and not self.supports(name):
-                unable = [type(m).__name__ for m in self.members if not m.supports(name)]
-                raise ValueError(f"the ensemble members {unable} cannot give {name}")
-        options = dict(forces=forces, stress=stress, virial=virial, create_graph=create_graph)
-        outputs = [member.predict(z, pos, batch, cell=cell, pbc=pbc, **options) for member in self.members]
+    def predict(self, z: Tensor, pos: Tensor, batch: Tensor | None = None, **options: Any) -> PotentialOutput:
+        """Every member's :meth:`~Potential.predict` (same ``options``: ``cell``, ``pbc``,
+        ``forces``, ``stress``, ``virial``, ``create_graph``), then the means (as the output's
+        fields) and the spreads (in ``extras``, see the module docstring)."""
+        pbc = options.get("pbc")
+        asked = {"periodic": pbc is not None and bool(pbc.any())}
+        asked |= {name: bool(options.get(name, False)) for name in ("stress", "virial")}
+        for name in (name for name, wanted in asked.items() if wanted and not self.supports(name)):
+            unable = [type(m).__name__ for m in self.members if not m.supports(name)]
+            raise ValueError(f"the ensemble members {unable} cannot give {name}")
+        outputs = [member.predict(z, pos, batch, **options) for member in self.members]
         energy, energy_std = mean_and_std([o.energy for o in outputs])
         atom, atom_std = mean_and_std([o.atom_energies.double() for o in outputs])
         extras = mean_extras([o.extras for o in outputs])
@@ -176,11 +165,11 @@ class Ensemble(Potential):
             member_energies=torch.stack([o.energy.detach() for o in outputs]).squeeze(-1),
         )
         output = PotentialOutput(energy, atom, extras=extras)
-        if forces:
+        if options.get("forces", True):
             output.forces, extras["forces_std"] = mean_and_std([o.forces for o in outputs])
-        if stress:
+        if asked["stress"]:
             output.stress = torch.stack([o.stress for o in outputs]).mean(0)
-        if virial:
+        if asked["virial"]:
             output.virial = torch.stack([o.virial for o in outputs]).mean(0)
         return output
 

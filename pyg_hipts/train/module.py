@@ -175,8 +175,8 @@ class PotentialModule(LightningModule):
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         """Stop before a step with non-finite gradients, naming the batch's structures."""
         grads = [(name, p.grad) for name, p in self.model.named_parameters() if p.grad is not None]
-        if not grads or bool(torch.stack([grad.isfinite().all() for _, grad in grads]).all()):
-            return  # one synchronisation when everything is finite
+        if not grads or bool(torch.nn.utils.get_total_norm([grad for _, grad in grads]).isfinite()):
+            return  # one fused norm and one synchronisation when everything is finite
         bad = [name for name, grad in grads if not bool(grad.isfinite().all())]
         raise FloatingPointError(
             f"non-finite gradients of {len(bad)} weights (e.g. {bad[0]}) for {self._batch_frames}; "
