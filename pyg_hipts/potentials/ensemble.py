@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from pyg_hipts.potentials.base import Potential, PotentialOutput
 from pyg_hipts.potentials.io import load_potential
 from pyg_hipts.potentials.structures import Structures
-from pyg_hipts.potentials.sum import PotentialFactory
+from pyg_hipts.potentials.sum import PotentialFactory, build_parts
 from pyg_hipts.units import Units
 
 SPREADS = frozenset({"energy_std", "forces_std", "atom_energies_std", "member_energies"})
@@ -63,15 +63,9 @@ class Ensemble(Potential):
         members: Sequence[Potential | PotentialFactory],
         units: Units | None = None,
     ) -> None:
-        built = [member if isinstance(member, Potential) else member(species) for member in members]
+        built = build_parts(species, members, "ensemble")
         if len(built) < 2:
             raise ValueError(f"an ensemble needs at least 2 members, got {len(built)}")
-        for member in built:
-            if sorted(member.species) != sorted(int(s) for s in species):
-                raise ValueError(
-                    f"ensemble members know different species: {type(member).__name__} has "
-                    f"{member.species}, the ensemble {list(species)}"
-                )
         known = {member.units for member in built if member.units is not None}
         if units is not None:
             known.add(units)

@@ -38,6 +38,21 @@ def energy_residual(dataset: Any, terms: Sequence[Potential]) -> AtomsDataset:
     return AtomsDataset(frames, dataset.units, dataset.source, min_distance=0)
 
 
+def build_parts(
+    species: Sequence[int], parts: Sequence[Potential | PotentialFactory], owner: str
+) -> list[Potential]:
+    """``parts`` as potentials (factories built with ``species``), each of exactly ``species``;
+    ``owner`` names the container in the error."""
+    built = [part if isinstance(part, Potential) else part(species) for part in parts]
+    for part in built:
+        if sorted(part.species) != sorted(int(s) for s in species):
+            raise ValueError(
+                f"{owner} parts know different species: {type(part).__name__} has {part.species}, "
+                f"the {owner} {list(species)}"
+            )
+    return built
+
+
 class SumPotential(Potential):
     """The sum of potentials on the same atoms: ``e_i = Σ_t e_i^(t)``, forces and stress by
     the base class's autograd through all of them at once.
@@ -60,14 +75,9 @@ class SumPotential(Potential):
         terms: Sequence[Potential | PotentialFactory],
         units: Units | None = None,
     ) -> None:
-        built = [term if isinstance(term, Potential) else term(species) for term in terms]
+        built = build_parts(species, terms, "sum")
         if not built:
             raise ValueError("a sum of potentials needs at least one term")
-        for term in built:
-            if sorted(term.species) != sorted(int(s) for s in species):
-                raise ValueError(
-                    f"every term needs the species {list(species)}; {type(term).__name__} has {term.species}"
-                )
         super().__init__(species, max(term.cutoff for term in built), units)
         self.terms = nn.ModuleList(built)
         self.set_units(units)
