@@ -3,7 +3,8 @@
 - ``fit``, ``validate``, ``test``, ``predict``: Lightning's CLI (:mod:`pyg_hipts.train.cli`);
 - ``compare``: several models on the same data and budget (:mod:`pyg_hipts.compare.runner`);
 - ``ensemble``: members differing by seed (:mod:`pyg_hipts.ensemble.train`);
-- ``label``: an ensemble's mean forces and atom energies as labels (:mod:`pyg_hipts.ensemble.labels`).
+- ``label``: an ensemble's mean forces and atom energies as labels (:mod:`pyg_hipts.ensemble.labels`);
+- ``openmm export`` / ``openmm run``: simulations in OpenMM (:mod:`pyg_hipts.openmm.commands`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ WORKFLOWS = {
     "compare": "pyg_hipts.compare.runner",
     "ensemble": "pyg_hipts.ensemble.train",
     "label": "pyg_hipts.ensemble.labels",
+    "openmm": "pyg_hipts.openmm.commands",
 }
 """Subcommands outside Lightning's: name -> module with ``main(args: list[str])``."""
 

@@ -18,7 +18,7 @@ LAYERS: list[set[str]] = [
     {"data"},
     {"potentials"},
     {"nn", "cg", "md"},
-    {"calculators"},
+    {"calculators", "openmm"},
     {"train"},
     {"compare", "ensemble"},
     {"cli"},
