@@ -57,6 +57,10 @@ class PotentialImpl(MLPotentialImpl):
     def __init__(self, potential: Potential, device: str | torch.device, dtype: torch.dtype) -> None:
         self.potential, self.device, self.dtype = potential, device, dtype
 
+    def getMLLongRange(self) -> bool:  # noqa: N802  (OpenMM-ML's interface)
+        """``False``: every potential of the package is local (no interaction beyond its cutoff)."""
+        return False
+
     def addForces(  # noqa: N802  (OpenMM-ML's interface)
         self,
         topology: app.Topology,
