@@ -107,7 +107,7 @@ def export(options: argparse.Namespace) -> Path:
 
 def run(options: argparse.Namespace) -> Path:
     folder = Path(options.folder)
-    system, record = read_simulation_system(folder, options.device)
+    system, record = read_simulation_system(folder, options.device, options.compile)
     temperature = options.temperature
     if temperature is None:
         temperature = model_temperature(load_potential(record.checkpoint))
@@ -185,6 +185,7 @@ def parser() -> argparse.ArgumentParser:
     go.add_argument("--seed", type=int, default=0)
     go.add_argument("--platform", default="CPU", help="OpenMM platform (CPU, Reference, CUDA, ...)")
     go.add_argument("--device", default="cpu", help="torch device of the Python force")
+    go.add_argument("--compile", action="store_true", help="torch.compile the Python force's potential")
     go.add_argument("--continue", dest="resume", action="store_true", help="continue from state.xml")
     return main_parser
 

@@ -96,9 +96,11 @@ def bead_topology(species: list[int], replicas: int, elements: bool) -> app.Topo
     return topology
 
 
-def read_simulation_system(folder: Path, device: str = "cpu") -> tuple[openmm.System, ModelRecord]:
+def read_simulation_system(
+    folder: Path, device: str = "cpu", compile: bool = False
+) -> tuple[openmm.System, ModelRecord]:
     """The complete ``System`` of an export folder: ``system.xml`` plus the Python force of the
-    checkpoint's non-native terms."""
+    checkpoint's non-native terms (compiled for inference with ``compile``)."""
     record = ModelRecord.read(folder / "model.json")
     system = read_system(folder / "system.xml")
     expected = len(record.species) * record.replicas
@@ -108,5 +110,7 @@ def read_simulation_system(folder: Path, device: str = "cpu") -> tuple[openmm.Sy
             f"{expected} ({record.replicas} × {len(record.species)})"
         )
     _, rest = split_native(load_potential(record.checkpoint))
+    if rest is not None and compile:
+        rest.compile_for_inference()
     add_rest(system, rest, record.species, record.periodic, record.replicas, device=device)
     return system, record

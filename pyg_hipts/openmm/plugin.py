@@ -8,7 +8,8 @@ point), so that any trained potential of the package runs in OpenMM::
 
 Arguments of ``MLPotential``: ``checkpoint`` (a training checkpoint or a saved potential, read
 without executing pickled code) or ``potential`` (a :class:`~pyg_hipts.potentials.Potential`
-object), and optionally ``device`` and ``dtype`` (``"float64"``, the default, or ``"float32"``).
+object), and optionally ``device``, ``dtype`` (``"float64"``, the default, or ``"float32"``) and
+``compile=True`` (:meth:`~pyg_hipts.potentials.Potential.compile_for_inference`).
 Species are the topology's elements (atomic numbers); an element the model does not know is an
 error naming the atom. A topology with periodic box vectors gives a periodic force.
 """
@@ -87,6 +88,7 @@ class PotentialImplFactory(MLPotentialImplFactory):
         potential: Potential | None = None,
         device: str | torch.device = "cpu",
         dtype: str | torch.dtype = "float64",
+        compile: bool = False,
         **args: Any,
     ) -> PotentialImpl:
         if (checkpoint is None) == (potential is None):
@@ -97,4 +99,6 @@ class PotentialImplFactory(MLPotentialImplFactory):
             dtype = DTYPES[dtype]
         if potential is None:
             potential = load_potential(checkpoint)
+        if compile:
+            potential.compile_for_inference()
         return PotentialImpl(potential, device, dtype)

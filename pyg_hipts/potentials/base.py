@@ -156,6 +156,24 @@ class Potential(nn.Module, ABC):
         tensors = itertools.chain(self.parameters(), self.buffers())
         return next((tensor.dtype for tensor in tensors if tensor.is_floating_point()), None)
 
+    @property
+    def is_compiled(self) -> bool:
+        """Whether :meth:`compile_for_inference` was called."""
+        return "atom_energies" in self.__dict__
+
+    def compile_for_inference(self) -> Potential:
+        """Compile :meth:`atom_energies` with ``torch.compile`` (dynamic shapes), in place; returns
+        the potential.
+
+        Energies, forces, stress and virial are then computed by the compiled graphs (the
+        neighbour search and the input checks stay eager, between them). The derivatives of a
+        compiled graph cannot be differentiated again, so ``predict(create_graph=True)`` (a loss
+        on the forces) is refused: train eagerly, compile the trained potential. The first call
+        for a new kind of input compiles (tens of seconds on a CPU).
+        """
+        self.__dict__["atom_energies"] = torch.compile(type(self).atom_energies.__get__(self), dynamic=True)
+        return self
+
     # --- evaluation ----------------------------------------------------------------------------
 
     def structures(
@@ -203,6 +221,11 @@ class Potential(nn.Module, ABC):
 
         ``create_graph=True`` keeps the derivatives differentiable (a loss on the forces).
         """
+        if create_graph and self.is_compiled:
+            raise ValueError(
+                f"{type(self).__name__} is compiled for inference: its forces cannot be differentiated "
+                "again (create_graph=True); train an eager potential"
+            )
         inputs = self.structures(z, pos, batch, cell, pbc)
         if inputs.periodic and not self.periodic:
             raise ValueError(f"{type(self).__name__} takes no periodic cell")
