@@ -1,6 +1,6 @@
 """One-bead coarse-grained water from an all-atom TIP3P box, tested at a temperature it never saw.
 
-1. OpenMM (``pip install openmm``, the ``md`` extra) simulates a TIP3P box (PME, rigid water, NVT)
+1. OpenMM (``pip install openmm``, the ``openmm`` extra) simulates a TIP3P box (PME, rigid water, NVT)
    at the training temperature and at a second temperature; positions and forces are saved.
 2. Each molecule becomes one bead at its centre of mass (made whole across the boundary); the
    bead force is the sum of its atoms' forces (rigid-water constraint forces cancel in it).
