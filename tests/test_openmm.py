@@ -25,25 +25,17 @@ from pyg_hipts.units import Units, energy_factor
 
 from .test_ase_calculator import CONFIG, TINY_RUN, _ethanol_atoms, _fit, _water_box
 from .test_cg import BEAD_TYPES, KCAL, QUADS, _ala2, _dataset, _known_prior
+from .test_periodic import _model
 
 KJ_PER_EV = energy_factor("eV", "kJ/mol")
 BEAD_MASSES = [12.011, 14.007, 12.011, 12.011, 14.007]
 
 
 def _network(species, units: Units | None = KCAL) -> HipNN:
-    torch.manual_seed(0)
-    return HipNN(
-        species,
-        n_features=8,
-        n_sensitivities=6,
-        dist_soft_min=0.8,
-        dist_soft_max=4.0,
-        dist_hard_max=4.5,
-        n_interaction_layers=2,
-        n_atom_layers=1,
-        l_max=2,
-        units=units,
-    ).double()
+    """The small l = 2 HIP-NN-TS of the periodic tests, in ``units``."""
+    network = _model(species=tuple(species))
+    network.set_units(units)
+    return network
 
 
 def _openmm_energy_forces(system: openmm.System, positions_angstrom: np.ndarray, box=None):
