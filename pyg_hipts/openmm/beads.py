@@ -40,22 +40,11 @@ from pyg_hipts.cg.priors import (
     PriorTerm,
     Repulsion,
 )
-from pyg_hipts.openmm.force import potential_force
+from pyg_hipts.openmm.force import Scales, potential_force
 from pyg_hipts.potentials import Potential, SumPotential
-from pyg_hipts.units import EV_ANGSTROM, Units, energy_factor, length_factor
 
 NATIVE = (TopologyPrior, PairRepulsion)
 """Potentials that become OpenMM's own forces."""
-
-
-class Scales:
-    """Conversion of a potential's units to OpenMM's: ``length`` (its lengths per nm) and
-    ``energy`` (kJ/mol per its energy unit)."""
-
-    def __init__(self, units: Units | None) -> None:
-        units = units or EV_ANGSTROM
-        self.length = length_factor("nm", units.length)
-        self.energy = energy_factor(units.energy, "kJ/mol")
 
 
 def flat_terms(potential: Potential) -> list[Potential]:

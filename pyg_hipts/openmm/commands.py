@@ -25,8 +25,9 @@ from openmm import app, unit
 from pyg_hipts.data import read_dataset
 from pyg_hipts.openmm.beads import flat_terms, native_system, split_native
 from pyg_hipts.openmm.files import ModelRecord, bead_topology, read_simulation_system, write_system
+from pyg_hipts.openmm.force import Scales
 from pyg_hipts.potentials import Potential, load_potential
-from pyg_hipts.units import EV_ANGSTROM, length_factor
+from pyg_hipts.units import length_factor
 
 
 def model_temperature(potential: Potential) -> float | None:
@@ -84,8 +85,7 @@ def export(options: argparse.Namespace) -> Path:
         masses = [app.Element.getByAtomicNumber(s).mass.value_in_unit(unit.dalton) for s in species]
     else:
         masses = options.masses
-    model_length = (potential.units or EV_ANGSTROM).length
-    model_box = None if box is None else box * length_factor("nm", model_length)
+    model_box = None if box is None else box * Scales(potential.units).length
     system, _ = native_system(potential, species, masses, options.replicas, model_box)
     folder = Path(options.output)
     folder.mkdir(parents=True, exist_ok=True)
@@ -107,10 +107,10 @@ def export(options: argparse.Namespace) -> Path:
 
 def run(options: argparse.Namespace) -> Path:
     folder = Path(options.folder)
-    system, record = read_simulation_system(folder, options.device, options.compile)
+    system, record, potential = read_simulation_system(folder, options.device, options.compile)
     temperature = options.temperature
     if temperature is None:
-        temperature = model_temperature(load_potential(record.checkpoint))
+        temperature = model_temperature(potential)
         if temperature is None and options.integrator == "langevin":
             raise ValueError("the model records no temperature: give --temperature (K)")
     if options.integrator == "langevin":

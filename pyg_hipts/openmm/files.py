@@ -25,7 +25,7 @@ import openmm
 from openmm import app
 
 from pyg_hipts.openmm.beads import add_rest, split_native
-from pyg_hipts.potentials import load_potential
+from pyg_hipts.potentials import Potential, load_potential
 
 PICKLED_FORCE = re.compile(r"<Force\b[^>]*\btype=\"PythonForce\"")
 
@@ -98,9 +98,10 @@ def bead_topology(species: list[int], replicas: int, elements: bool) -> app.Topo
 
 def read_simulation_system(
     folder: Path, device: str = "cpu", compile: bool = False
-) -> tuple[openmm.System, ModelRecord]:
+) -> tuple[openmm.System, ModelRecord, Potential]:
     """The complete ``System`` of an export folder: ``system.xml`` plus the Python force of the
-    checkpoint's non-native terms (compiled for inference with ``compile``)."""
+    checkpoint's non-native terms (compiled for inference with ``compile``); also its record and
+    the checkpoint's potential."""
     record = ModelRecord.read(folder / "model.json")
     system = read_system(folder / "system.xml")
     expected = len(record.species) * record.replicas
@@ -109,8 +110,9 @@ def read_simulation_system(
             f"{folder / 'system.xml'} has {system.getNumParticles()} particles, the model record "
             f"{expected} ({record.replicas} × {len(record.species)})"
         )
-    _, rest = split_native(load_potential(record.checkpoint))
+    potential = load_potential(record.checkpoint)
+    _, rest = split_native(potential)
     if rest is not None and compile:
         rest.compile_for_inference()
     add_rest(system, rest, record.species, record.periodic, record.replicas, device=device)
-    return system, record
+    return system, record, potential

@@ -22,7 +22,17 @@ import torch
 from openmm import unit
 
 from pyg_hipts.potentials import Potential
-from pyg_hipts.units import EV_ANGSTROM, energy_factor, length_factor
+from pyg_hipts.units import EV_ANGSTROM, Units, energy_factor, length_factor
+
+
+class Scales:
+    """Conversion of a potential's units (eV and Å when unset) to OpenMM's: ``length`` (its
+    lengths per nm) and ``energy`` (kJ/mol per its energy unit)."""
+
+    def __init__(self, units: Units | None) -> None:
+        units = units or EV_ANGSTROM
+        self.length = length_factor("nm", units.length)
+        self.energy = energy_factor(units.energy, "kJ/mol")
 
 
 class PotentialEvaluator:
@@ -60,22 +70,20 @@ class PotentialEvaluator:
         if self.periodic and not potential.supports("periodic"):
             name = type(potential).__name__
             raise ValueError(f"{name} takes no periodic cell; give it a system without a box")
-        units = potential.units or EV_ANGSTROM
-        self.length_scale = length_factor("nm", units.length)
-        self.energy_scale = energy_factor(units.energy, "kJ/mol")
+        self.scales = Scales(potential.units)
 
     def __call__(self, state: openmm.State) -> tuple[float, np.ndarray]:
         options = {"device": self.device, "dtype": self.dtype}
         nanometres = state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)
-        pos = torch.as_tensor(np.asarray(nanometres) * self.length_scale, **options)
+        pos = torch.as_tensor(np.asarray(nanometres) * self.scales.length, **options)
         cell = pbc = None
         if self.periodic:
             box = np.asarray(state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer))
-            cell = torch.as_tensor(box * self.length_scale, **options).expand(self.replicas, 3, 3)
+            cell = torch.as_tensor(box * self.scales.length, **options).expand(self.replicas, 3, 3)
             pbc = torch.ones(self.replicas, 3, dtype=torch.bool, device=self.device)
         out = self.potential.predict(self.z, pos, self.batch, cell=cell, pbc=pbc, forces=True)
-        energy = float(out.energy.detach().sum()) * self.energy_scale
-        forces = out.forces.detach().cpu().double().numpy() * (self.energy_scale * self.length_scale)
+        energy = float(out.energy.detach().sum()) * self.scales.energy
+        forces = out.forces.detach().cpu().double().numpy() * (self.scales.energy * self.scales.length)
         return energy, forces
 
 
