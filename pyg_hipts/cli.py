@@ -4,6 +4,7 @@
 - ``compare``: several models on the same data and budget (:mod:`pyg_hipts.compare.runner`);
 - ``ensemble``: members differing by seed (:mod:`pyg_hipts.ensemble.train`);
 - ``label``: an ensemble's mean forces and atom energies as labels (:mod:`pyg_hipts.ensemble.labels`);
+- ``prepare``: a data file into a memory-mapped prepared dataset (:mod:`pyg_hipts.data.prepare`);
 - ``openmm export`` / ``openmm run``: simulations in OpenMM (:mod:`pyg_hipts.openmm.commands`).
 """
 
@@ -20,6 +21,7 @@ WORKFLOWS = {
     "ensemble": "pyg_hipts.ensemble.train",
     "label": "pyg_hipts.ensemble.labels",
     "openmm": "pyg_hipts.openmm.commands",
+    "prepare": "pyg_hipts.data.prepare",
 }
 """Subcommands outside Lightning's: name -> module with ``main(args: list[str])``."""
 

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data, InMemoryDataset
 
+from pyg_hipts.data.batching import ContiguousFrames
 from pyg_hipts.data.periodic import coincident_pairs, describe_close_pairs
 from pyg_hipts.units import Units, length_factor
 
@@ -68,6 +69,27 @@ def make_frame(
         frame.cell = torch.tensor(cell, dtype=dtype).reshape(1, 3, 3)
         frame.pbc = torch.tensor(pbc, dtype=torch.bool).reshape(1, 3)
     return frame
+
+
+def check_close_atoms(
+    pos: Tensor,
+    counts: Tensor,
+    cell: Tensor | None,
+    pbc: Tensor | None,
+    min_distance: float,
+    *,
+    source: str,
+    first: int = 0,
+) -> None:
+    """Raise ``ValueError`` ``"<source>: frame f: atoms i and j are d apart …"`` when two atoms of
+    the consecutive frames (``pos`` ``[A, 3]``, ``counts`` ``[k]`` atoms per frame, ``cell``
+    ``[k, 3, 3]`` and ``pbc`` ``[k, 3]`` or ``None``), numbered from ``first``, are closer than
+    ``min_distance``."""
+    batch = torch.repeat_interleave(torch.arange(len(counts)), counts)
+    edge_index, distance = coincident_pairs(pos, batch, min_distance, cell, pbc)
+    if distance.numel():
+        listing = describe_close_pairs(edge_index, distance, batch, min_distance, "frame", first)
+        raise ValueError(f"{source}: {listing}")
 
 
 class AtomsDataset(InMemoryDataset):
@@ -126,15 +148,37 @@ class AtomsDataset(InMemoryDataset):
         periodic = "cell" in self._data
         for first in range(0, len(bounds) - 1, CHECK_CHUNK):
             last = min(first + CHECK_CHUNK, len(bounds) - 1)
-            counts = bounds[first + 1 : last + 1] - bounds[first:last]
-            pos = self._data.pos[bounds[first] : bounds[last]]
-            batch = torch.repeat_interleave(torch.arange(last - first), counts)
-            cell = self._data.cell[first:last] if periodic else None
-            pbc = self._data.pbc[first:last] if periodic else None
-            edge_index, distance = coincident_pairs(pos, batch, min_distance, cell, pbc)
-            if distance.numel():
-                listing = describe_close_pairs(edge_index, distance, batch, min_distance, "frame", first)
-                raise ValueError(f"{self._source}: atoms too close ({self._units.length}): {listing}")
+            check_close_atoms(
+                self._data.pos[bounds[first] : bounds[last]],
+                bounds[first + 1 : last + 1] - bounds[first:last],
+                self._data.cell[first:last] if periodic else None,
+                self._data.pbc[first:last] if periodic else None,
+                min_distance,
+                source=f"{self._source}: atoms too close ({self._units.length})",
+                first=first,
+            )
+
+    def contiguous(self) -> ContiguousFrames:
+        """The whole file's storage as :class:`~pyg_hipts.data.batching.ContiguousFrames`."""
+        storage = self._data
+        return ContiguousFrames(
+            offsets=self.frame_bounds.numpy(),
+            per_atom={
+                name: storage[name] for name in ("z", "pos", "forces", "atom_energies") if name in storage
+            },
+            per_frame={name: storage[name] for name in ("energy", "cell", "pbc") if name in storage},
+        )
+
+    def file_frames(self, positions: np.ndarray | None = None) -> np.ndarray:
+        """File frame indices of this view's ``positions`` (all of the view when ``None``)."""
+        frames = np.asarray(
+            list(self.indices()) if self._indices is not None else range(self.len()), dtype=np.int64
+        )
+        return frames if positions is None else frames[positions]
+
+    def frame_sizes(self) -> np.ndarray:
+        """Atoms of each frame of this view ``[len(view)]``."""
+        return np.diff(self.frame_bounds.numpy())[self.file_frames()]
 
     def get(self, idx: int) -> Data:
         """Frame ``idx`` of the file, with its ``frame_number``."""

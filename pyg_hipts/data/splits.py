@@ -26,7 +26,9 @@ FINGERPRINT_KEYS = ("n_frames", "positions_sha256")
 def dataset_fingerprint(dataset) -> dict[str, np.ndarray]:
     """``n_frames`` and the SHA-256 of all species and positions (as float32, so a file read in
     either precision gives the same) of an :class:`~pyg_hipts.data.AtomsDataset` (the whole file,
-    not a view)."""
+    not a view); a prepared dataset gives the same, stored when it was written."""
+    if hasattr(dataset, "fingerprint"):
+        return dataset.fingerprint
     digest = hashlib.sha256()
     digest.update(dataset._data.z.numpy().tobytes())
     digest.update(dataset._data.pos.to(torch.float32).numpy().tobytes())

@@ -47,7 +47,13 @@ def fit_reference_energies(data: Dataset | Iterable[Data], species: Sequence[int
     an iterable of batches (or single structures) with ``z``, ``energy`` and ``batch``. When the
     compositions do not determine every ``E0`` (e.g. one molecule), the minimum-norm solution is
     returned. Raises ``ValueError`` if there are no structures or a species is not in ``species``.
+
+    A dataset that offers ``reference_energy_equations(species)`` (a prepared dataset: its
+    stored species counts and energies) is fitted through those :class:`NormalEquations` instead
+    of being read frame by frame.
     """
+    if hasattr(data, "reference_energy_equations"):
+        return data.reference_energy_equations(species).solve()
     batches = DataLoader(data, batch_size=1024) if isinstance(data, Dataset) else data
     counts, energies = [], []
     for item in batches:
@@ -61,3 +67,38 @@ def fit_reference_energies(data: Dataset | Iterable[Data], species: Sequence[int
         raise ValueError("no structures to fit reference energies on")
     target = torch.cat(energies).unsqueeze(1)
     return torch.linalg.lstsq(torch.cat(counts), target, driver="gelsd").solution.squeeze(1)
+
+
+GRAM_RCOND = 1e-12
+"""Singular values of ``CᵀC`` below this fraction of the largest are treated as zero (those of
+``C`` below ``1e-6``): the directions a dataset's compositions do not determine."""
+
+
+class NormalEquations:
+    """The reference-energy fit accumulated block by block: ``A = Σ CᵀC`` ``[S, S]`` and
+    ``b = Σ CᵀE`` ``[S]`` (float64) over species counts ``C`` ``[B, S]`` and energies ``E`` ``[B]``,
+    so that no more than one block is ever held.
+
+    :meth:`solve` gives the minimum-norm solution of ``A E0 = b``, which is the minimum-norm
+    least-squares solution of ``C E0 ≈ E`` over all blocks (the normal equations have the same
+    solutions and null space), as :func:`fit_reference_energies` computes in memory.
+    """
+
+    def __init__(self, n_species: int) -> None:
+        self.gram = torch.zeros(n_species, n_species, dtype=torch.float64)
+        self.moment = torch.zeros(n_species, dtype=torch.float64)
+        self.n_structures = 0
+
+    def add(self, counts: Tensor, energies: Tensor) -> None:
+        """Accumulate a block: ``counts`` ``[B, S]``, ``energies`` ``[B]``."""
+        counts = counts.to(torch.float64)
+        self.gram += counts.T @ counts
+        self.moment += counts.T @ energies.to(torch.float64)
+        self.n_structures += len(energies)
+
+    def solve(self) -> Tensor:
+        """``E0`` ``[S]``; ``ValueError`` when nothing was added."""
+        if self.n_structures == 0:
+            raise ValueError("no structures to fit reference energies on")
+        moment = self.moment.unsqueeze(1)
+        return torch.linalg.lstsq(self.gram, moment, rcond=GRAM_RCOND, driver="gelsd").solution.squeeze(1)

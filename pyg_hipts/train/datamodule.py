@@ -13,6 +13,11 @@ without a ``test_file``, test sets:
 (indices into ``train_file``, see :func:`pyg_hipts.data.save_split`) into the trainer's log
 directory, next to the ``checkpoints`` folder, when fitting starts.
 
+Batches. In-memory files are batched by PyG's ``DataLoader``; prepared datasets (folders written
+by ``pyg-hipts prepare``), and any data with ``max_atoms``, are batched straight from their
+contiguous arrays (:mod:`pyg_hipts.data.batching`): shuffled per epoch with ``seed``, and under
+DDP each rank takes its own, disjoint share of the batches.
+
 Files are read with :func:`pyg_hipts.data.read_dataset` (``format`` and ``reader_options``, e.g.
 npz key names or ``units: {length: Å, energy: eV}``); ``"embedded:<name>"`` names a dataset
 shipped with the package (:func:`pyg_hipts.data.embedded_dataset_path`).
@@ -27,6 +32,7 @@ from typing import Any
 
 from lightning.pytorch import LightningDataModule
 from torch import Tensor
+from torch.utils.data import DataLoader as TorchDataLoader
 from torch_geometric.loader import DataLoader
 
 from pyg_hipts.data import (
@@ -38,6 +44,8 @@ from pyg_hipts.data import (
     read_dataset,
     save_split,
 )
+from pyg_hipts.data.batching import BatchAssembler, FrameBatchSampler, pass_through
+from pyg_hipts.data.storage import PreparedDataset
 
 EMBEDDED_PREFIX = "embedded:"
 SPLIT_FILE_NAME = "split.npz"
@@ -69,6 +77,8 @@ class AtomsDataModule(LightningDataModule):
         split_file: an existing ``split.npz`` to use instead of drawing one.
         batch_size: structures per training batch.
         eval_batch_size: structures per validation / test / predict batch (default ``batch_size``).
+        max_atoms: batch by atoms instead: as many structures as fit under this many atoms
+            (training and evaluation; ``batch_size`` is then not used).
         num_workers: loader worker processes.
         seed: seed of the random split.
         allow_unseen_species: accept species in ``test_file`` that ``train_file`` lacks (with a
@@ -91,6 +101,7 @@ class AtomsDataModule(LightningDataModule):
         split_file: str | None = None,
         batch_size: int = 32,
         eval_batch_size: int | None = None,
+        max_atoms: int | None = None,
         num_workers: int = 0,
         seed: int = 0,
         allow_unseen_species: bool = False,
@@ -157,7 +168,7 @@ class AtomsDataModule(LightningDataModule):
         return self._train_source().units
 
     @property
-    def train_dataset(self) -> AtomsDataset:
+    def train_dataset(self) -> AtomsDataset | PreparedDataset:
         """The training subset (available after ``setup``), e.g. for the reference-energy fit."""
         return self.datasets["train"]
 
@@ -207,16 +218,25 @@ class AtomsDataModule(LightningDataModule):
         dataset = self.datasets[name]
         if len(dataset) == 0:
             raise ValueError(f"the {name} set is empty; check the split sizes or data files")
-        workers = self.hparams.num_workers
-        batch_size = (
-            self.hparams.batch_size if shuffle else (self.hparams.eval_batch_size or self.hparams.batch_size)
+        hp = self.hparams
+        batch_size = hp.batch_size if shuffle else (hp.eval_batch_size or hp.batch_size)
+        workers = {"num_workers": hp.num_workers, "persistent_workers": hp.num_workers > 0}
+        if not isinstance(dataset, PreparedDataset) and hp.max_atoms is None:
+            return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, **workers)
+        world_size, rank = (
+            (1, 0) if self.trainer is None else (self.trainer.world_size, self.trainer.global_rank)
         )
-        return DataLoader(
-            dataset,
-            batch_size=batch_size,
+        sampler = FrameBatchSampler(
+            dataset.frame_sizes(),
+            batch_size=None if hp.max_atoms else batch_size,
+            max_atoms=hp.max_atoms,
             shuffle=shuffle,
-            num_workers=workers,
-            persistent_workers=workers > 0,
+            seed=hp.seed,
+            num_replicas=world_size,
+            rank=rank,
+        )
+        return TorchDataLoader(
+            BatchAssembler(dataset), sampler=sampler, batch_size=None, collate_fn=pass_through, **workers
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -46,11 +46,14 @@ def check_shape(source: str | Path, name: str, array: np.ndarray, shape: tuple[i
         raise problem(source, f"{name} has shape {array.shape}, expected {wanted}")
 
 
-def check_finite(source: str | Path, name: str, array: np.ndarray) -> None:
-    """Raise if ``array`` holds NaN or infinite values, naming the first bad index."""
+def check_finite(source: str | Path, name: str, array: np.ndarray, first_index: int = 0) -> None:
+    """Raise if ``array`` holds NaN or infinite values, naming the first bad index (the leading
+    index counted from ``first_index``, for a block of rows of a larger array)."""
     finite = np.isfinite(array)
     if not finite.all():
         first = np.argwhere(~finite)[0]
+        if first.size:
+            first[0] += first_index
         raise problem(source, f"{name} holds NaN or infinite values (first at index {tuple(first.tolist())})")
 
 

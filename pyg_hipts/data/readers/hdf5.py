@@ -20,7 +20,7 @@ from pyg_hipts.data.readers._stacked import stacked_frames
 DEFAULT_UNITS = Units("Å", "Hartree")
 
 
-def _molecule_groups(handle: h5py.File, coordinates_key: str) -> list[h5py.Group]:
+def molecule_groups(handle: h5py.File, coordinates_key: str) -> list[h5py.Group]:
     """Every group (at any depth) that holds ``coordinates_key``, in name order."""
     groups: list[h5py.Group] = []
 
@@ -51,7 +51,7 @@ def read_ani_hdf5(
     path = require_path(path)
     frames = []
     with h5py.File(path, "r") as handle:
-        groups = _molecule_groups(handle, coordinates_key)
+        groups = molecule_groups(handle, coordinates_key)
         if not groups:
             raise problem(path, f"no group holds a {coordinates_key!r} dataset")
         for group in groups:
