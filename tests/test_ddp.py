@@ -20,6 +20,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from torch_geometric.data import Batch
 
 from pyg_hipts.data import embedded_dataset_path, read_npz
+from pyg_hipts.data.prepare import prepare
 from pyg_hipts.potentials import load_potential
 from pyg_hipts.train import PotentialModule
 from pyg_hipts.train.callbacks import TimeBudgetAnnealing
@@ -57,7 +58,7 @@ class SampleRecorder(Callback):
         path.write_text(json.dumps(self.seen))
 
 
-def ddp_fit_and_validate(directory: Path) -> None:
+def ddp_fit_and_validate(directory: Path, train_file: str) -> None:
     """Fit 2 epochs and validate on 2 processes; rank 0 writes the validation metrics. The
     learning rate is annealed by the time spent from the first batch on."""
     seed_everything(0)
@@ -74,7 +75,7 @@ def ddp_fit_and_validate(directory: Path) -> None:
         default_root_dir=directory,
         callbacks=callbacks,
     )
-    module, datamodule = tiny_module(), ethanol_datamodule()
+    module, datamodule = tiny_module(), ethanol_datamodule(train_file=train_file)
     trainer.fit(module, datamodule)
     metrics = trainer.validate(module, datamodule, verbose=False)[0]
     if trainer.is_global_zero:
@@ -86,10 +87,18 @@ def _indices(keys: list[str], index_of: dict[str, int]) -> list[int]:
 
 
 @pytest.mark.slow
-def test_ddp_two_processes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("storage", ["in memory", "prepared"])
+def test_ddp_two_processes(tmp_path: Path, storage: str) -> None:
+    """In memory, Lightning's distributed sampler shards the frames; a prepared folder is batched
+    from its memory-mapped arrays by each rank's own share of the batch plan."""
+    train_file = "embedded:ethanol"
+    if storage == "prepared":
+        train_file = str(
+            prepare(embedded_dataset_path("ethanol"), tmp_path / "ethanol.prepared", progress=False).folder
+        )
     env = {key: value for key, value in os.environ.items() if key not in ("LOCAL_RANK", "WORLD_SIZE")}
     result = subprocess.run(
-        [sys.executable, "-m", "tests.test_ddp", str(tmp_path)],
+        [sys.executable, "-m", "tests.test_ddp", str(tmp_path), train_file],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -126,4 +135,4 @@ def test_ddp_two_processes(tmp_path: Path) -> None:
 
 
 if __name__ == "__main__":
-    ddp_fit_and_validate(Path(sys.argv[1]))
+    ddp_fit_and_validate(Path(sys.argv[1]), sys.argv[2])

@@ -61,6 +61,7 @@ def gather_frames(store: ContiguousFrames, frames: np.ndarray) -> dict[str, Tens
     frames = np.asarray(frames, dtype=np.int64)
     atoms, counts = atom_indices(store.offsets, frames)
     fields = {name: _take(array, atoms) for name, array in store.per_atom.items()}
+    fields["z"] = fields["z"].long()  # stored narrower on disk
     fields.update({name: _take(array, frames) for name, array in store.per_frame.items()})
     natoms = torch.from_numpy(counts)
     fields["natoms"] = natoms

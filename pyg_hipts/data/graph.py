@@ -40,29 +40,35 @@ def validate_atoms(z: Tensor, pos: Tensor, batch: Tensor | None) -> Tensor:
         raise ValueError(f"z must have shape [N] = [{n_atoms}] to match pos, got {list(z.shape)}")
     if z.is_floating_point():
         raise ValueError(f"z must hold integer species, got dtype {z.dtype}")
-    if not torch.isfinite(pos).all():
-        bad = (~torch.isfinite(pos)).any(dim=1).nonzero().flatten()
-        raise ValueError(f"pos holds NaN or infinite values at atoms {bad[:10].tolist()}")
-    if batch is None:
-        return torch.zeros(n_atoms, dtype=torch.long, device=pos.device)
-    if batch.dim() != 1 or batch.shape[0] != n_atoms:
+    if batch is not None and (batch.dim() != 1 or batch.shape[0] != n_atoms):
         raise ValueError(f"batch must have shape [N] = [{n_atoms}] to match pos, got {list(batch.shape)}")
+    finite = torch.isfinite(pos).all()
+    if batch is None:
+        batch = torch.zeros(n_atoms, dtype=torch.long, device=pos.device)
     step = torch.diff(batch, prepend=batch[:1])  # 0 or 1 from atom to atom
     bad = (step < 0) | (step > 1)
     bad[0] = batch[0] != 0
-    if bool(bad.any()):  # one check; the details only for a bad batch
-        if bool((step[1:] < 0).any()):
-            raise ValueError("batch must be sorted (atoms of one structure contiguous, as PyG batches are)")
-        if int(batch[0]) != 0:
-            raise ValueError(
-                f"batch must number the structures from 0; the first atom is in structure {int(batch[0])}"
-            )
-        atom = int((step > 1).nonzero()[0])
-        raise ValueError(
-            f"batch must number the structures 0, 1, …, B−1 without gaps; it jumps from "
-            f"{int(batch[atom - 1])} to {int(batch[atom])} at atom {atom}"
-        )
+    if not bool(finite & ~bad.any()):  # one host synchronisation; the details only for bad input
+        _raise_for_input(pos, batch, step)
     return batch
+
+
+def _raise_for_input(pos: Tensor, batch: Tensor, step: Tensor) -> None:
+    """The error for non-finite positions or a malformed ``batch`` (see :func:`validate_atoms`)."""
+    if not torch.isfinite(pos).all():
+        bad = (~torch.isfinite(pos)).any(dim=1).nonzero().flatten()
+        raise ValueError(f"pos holds NaN or infinite values at atoms {bad[:10].tolist()}")
+    if bool((step[1:] < 0).any()):
+        raise ValueError("batch must be sorted (atoms of one structure contiguous, as PyG batches are)")
+    if int(batch[0]) != 0:
+        raise ValueError(
+            f"batch must number the structures from 0; the first atom is in structure {int(batch[0])}"
+        )
+    atom = int((step > 1).nonzero()[0])
+    raise ValueError(
+        f"batch must number the structures 0, 1, …, B−1 without gaps; it jumps from "
+        f"{int(batch[atom - 1])} to {int(batch[atom])} at atom {atom}"
+    )
 
 
 def _radius_graph_dense(pos: Tensor, cutoff: float, batch: Tensor) -> Tensor:

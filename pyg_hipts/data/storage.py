@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -273,7 +274,10 @@ class PreparedDataset(Dataset):
         if not path.is_file() or path.stat().st_size != expected:
             found = path.stat().st_size if path.is_file() else "no file"
             raise ValueError(f"{path}: expected {expected} bytes for {name} {shape} {dtype}, found {found}")
-        return np.memmap(path, dtype=dtype, mode="r", shape=shape)
+        mapped = np.memmap(path, dtype=dtype, mode="r", shape=shape)
+        if hasattr(mmap, "MADV_RANDOM") and mapped.size:
+            mapped._mmap.madvise(mmap.MADV_RANDOM)  # batches read scattered frames: no read-ahead
+        return mapped
 
     def arrays(self) -> dict[str, np.memmap]:
         """The mapped arrays by name (opened on first use in this process)."""
@@ -374,17 +378,27 @@ class PreparedDataset(Dataset):
     def compute_fingerprint(self) -> dict[str, Any]:
         """``n_frames`` and the SHA-256 of all species (int64) then all positions (float32), the
         same as :func:`~pyg_hipts.data.splits.dataset_fingerprint` of the file read in memory, so a
-        split saved on either is accepted on the other."""
+        split saved on either is accepted on the other. Read in blocks, not mapped."""
         digest = hashlib.sha256()
-        arrays = self.arrays()
+        atoms_per_block = STATISTICS_BLOCK * 64
         for name, dtype in (("z", np.int64), ("pos", np.float32)):
-            for start in range(0, self.meta["n_atoms"], STATISTICS_BLOCK * 64):
-                digest.update(
-                    np.ascontiguousarray(
-                        arrays[name][start : start + STATISTICS_BLOCK * 64], dtype=dtype
-                    ).tobytes()
-                )
+            for start in range(0, self.meta["n_atoms"], atoms_per_block):
+                count = min(atoms_per_block, self.meta["n_atoms"] - start)
+                digest.update(self._read_rows(name, start, count).astype(dtype).tobytes())
         return {"n_frames": self.meta["n_frames"], "positions_sha256": digest.hexdigest()}
+
+    def _read_rows(self, name: str, start: int, count: int) -> np.ndarray:
+        """Rows ``start … start + count − 1`` of array ``name``, read from its file (no mapping,
+        so a pass over the whole dataset keeps no pages resident)."""
+        mapped = self.arrays()[name]
+        row_bytes = int(np.prod(mapped.shape[1:], dtype=np.int64)) * mapped.dtype.itemsize
+        values = np.fromfile(
+            _file(self.folder, name),
+            dtype=mapped.dtype,
+            count=count * row_bytes // mapped.dtype.itemsize,
+            offset=start * row_bytes,
+        )
+        return values.reshape(count, *mapped.shape[1:])
 
     def _frame_blocks(self) -> list[np.ndarray]:
         frames = self.file_frames()
@@ -397,24 +411,22 @@ class PreparedDataset(Dataset):
     def write_species_counts(self) -> NormalEquations | None:
         """Write ``species_counts.bin`` block by block; return the normal equations of the
         reference-energy fit over all frames (``None`` without energies)."""
-        arrays, species = self.arrays(), self.meta["species"]
-        equations = NormalEquations(len(species)) if "energy" in arrays else None
+        species, n_frames = self.meta["species"], self.meta["n_frames"]
+        equations = NormalEquations(len(species)) if "energy" in self.meta["fields"] else None
+        offsets = np.array(self.offsets)
         with _file(self.folder, "species_counts").open("wb") as handle:
-            for start in range(0, self.meta["n_frames"], STATISTICS_BLOCK):
-                frames = np.arange(start, min(start + STATISTICS_BLOCK, self.meta["n_frames"]))
-                counts = self._count(frames, species)
+            for start in range(0, n_frames, STATISTICS_BLOCK):
+                stop = min(start + STATISTICS_BLOCK, n_frames)
+                z = self._read_rows("z", int(offsets[start]), int(offsets[stop] - offsets[start]))
+                sizes = torch.from_numpy(np.diff(offsets[start : stop + 1]))
+                batch = torch.repeat_interleave(torch.arange(stop - start), sizes)
+                counts = count_species(
+                    torch.from_numpy(z.astype(np.int64)), batch, species, num_graphs=stop - start
+                )
                 handle.write(counts.numpy().astype(np.int32).tobytes())
                 if equations is not None:
-                    equations.add(counts, torch.from_numpy(np.array(arrays["energy"][frames])))
+                    equations.add(counts, torch.from_numpy(self._read_rows("energy", start, stop - start)))
         return equations
-
-    def _count(self, frames: np.ndarray, species: Sequence[int]) -> Tensor:
-        offsets = self.offsets
-        first, last = int(offsets[frames[0]]), int(offsets[frames[-1] + 1])
-        z = torch.from_numpy(np.asarray(self.arrays()["z"][first:last], dtype=np.int64))
-        sizes = torch.from_numpy(np.diff(offsets[frames[0] : frames[-1] + 2]))
-        batch = torch.repeat_interleave(torch.arange(len(frames)), sizes)
-        return count_species(z, batch, species, num_graphs=len(frames))
 
     def reference_energy_equations(self, species: Sequence[int]) -> NormalEquations:
         """Normal equations of the reference-energy fit over this view's frames, from the stored

@@ -113,8 +113,10 @@ class HipNN(Potential):
         return [block[0].layer for block in self.blocks]
 
     def one_hot(self, z: Tensor, dtype: torch.dtype) -> Tensor:
-        """``z [N] -> [N, n_species]``; raises on species the model does not know."""
-        return nn.functional.one_hot(self.species_index(z), len(self.species)).to(dtype)
+        """``z [N] -> [N, n_species]`` by rows of the identity, with no host synchronisation
+        (``Potential.structures`` has already refused species the model does not know)."""
+        identity = torch.eye(len(self.species), dtype=dtype, device=z.device)
+        return identity[self.species_index.lookup[z]]
 
     def features(self, z: Tensor, pos: Tensor, pairs: PairList) -> list[Tensor]:
         """Features of every level ``[x⁰ = one-hot, x¹, ..., x^L]``, each ``[N, f_k]``."""

@@ -49,17 +49,27 @@ class Sensitivity(nn.Module, abc.ABC):
         """Unscreened Gaussians, ``[P, 1] -> [P, ν]``."""
 
     @abc.abstractmethod
+    def inner_edge_tensor(self) -> Tensor:
+        """Distance (0-d tensor) under which every sensitivity is already past its innermost flank."""
+
+    def innermost(self) -> tuple[Tensor, Tensor]:
+        """Centre and width (0-d tensors) of the sensitivity with the smallest centre, selected on
+        the device (no host synchronisation)."""
+        index = torch.argmin(self.mu).reshape(1)
+        return self.mu.index_select(0, index).squeeze(0), self.sigma.index_select(0, index).squeeze(0)
+
     def inner_edge(self) -> float:
-        """Distance under which every sensitivity is already past its innermost flank."""
+        """:meth:`inner_edge_tensor` as a float."""
+        return float(self.inner_edge_tensor())
 
     @torch.no_grad()
     def warn_if_too_close(self, dist: Tensor) -> None:
         """Warn, once per layer, when a pair is closer than the innermost sensitivity reaches."""
         if dist.numel() == 0 or getattr(self, "_warned_too_close", False):
             return
-        closest = float(dist.min())
-        edge = self.inner_edge()
-        if closest < edge:
+        closest, edge = dist.min(), self.inner_edge_tensor()
+        if bool(closest < edge):  # the one host synchronisation of the check
+            closest, edge = float(closest), float(edge)
             n_close = int((dist < edge).sum()) // 2
             warnings.warn(
                 f"{n_close} atom pairs are closer than the sensitivity range ({closest:.3f} < {edge:.3f}); "
@@ -85,9 +95,9 @@ class InverseSensitivity(Sensitivity):
     def gaussians(self, dist: Tensor) -> Tensor:
         return torch.exp(-0.5 * (self.sigma * (dist.reciprocal() - self.mu.reciprocal())).square())
 
-    def inner_edge(self) -> float:
-        index = int(torch.argmin(self.mu))
-        return float(1.0 / (1.0 / self.mu[index] - 1.0 / self.sigma[index].abs()).clamp(min=1e-12))
+    def inner_edge_tensor(self) -> Tensor:
+        mu, sigma = self.innermost()
+        return 1.0 / (1.0 / mu - 1.0 / sigma.abs()).clamp(min=1e-12)
 
 
 class GaussianSensitivity(Sensitivity):
@@ -106,9 +116,9 @@ class GaussianSensitivity(Sensitivity):
     def gaussians(self, dist: Tensor) -> Tensor:
         return torch.exp(-0.5 * ((dist - self.mu) / self.sigma).square())
 
-    def inner_edge(self) -> float:
-        index = int(torch.argmin(self.mu))
-        return float(self.mu[index] - self.sigma[index].abs())
+    def inner_edge_tensor(self) -> Tensor:
+        mu, sigma = self.innermost()
+        return mu - sigma.abs()
 
 
 SENSITIVITIES: dict[str, type[Sensitivity]] = {"inverse": InverseSensitivity, "gaussian": GaussianSensitivity}
