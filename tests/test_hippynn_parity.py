@@ -90,3 +90,54 @@ def test_golden_hippynn_outputs(tag, l_max, fused):
     sense = model.interactions[0].sensitivity(pairs.dist)
     assert sense.shape == ref["sensitivities_layer0"].shape
     torch.testing.assert_close(sense.sum(), ref["sensitivities_layer0"].sum(), rtol=1e-12, atol=0)
+
+
+def _exact_hiphop_maps(network) -> None:
+    """hippynn builds its Cartesian ↔ irreducible maps at import in the default dtype (float32,
+    errors ≈ 1e-7); rebuild them in float64 so the reference is exact to float64."""
+    tensors = pytest.importorskip("hippynn.layers.hiplayers.tensors")
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        cmaps = [torch.ones(1, 1)] + [tensors.cartesian_irreducible_mapping(i).double() for i in (1, 2, 3)]
+        pmaps = [torch.ones(1, 1)] + [tensors.pinv_project(c) for c in cmaps[1:]]
+    finally:
+        torch.set_default_dtype(default)
+    with torch.no_grad():
+        for stored, exact in zip(network.tensor_extractor.pmaps, pmaps, strict=False):
+            stored.copy_(exact)
+        for block in network.blocks:
+            for stored, exact in zip(block[0].base_layer.invars.cmaps, cmaps, strict=True):
+                stored.copy_(exact)
+
+
+@pytest.mark.parametrize(("l_max", "n_max"), [(2, 2), (2, 3), (2, 4), (3, 2), (3, 3), (3, 4)])
+def test_live_parity_with_hippynn_hiphop(l_max, n_max, mixed_batch):
+    """HIP-HOP-NN against hippynn's ``HipHopNNModule`` with its weights copied in."""
+    hiphop = pytest.importorskip("hippynn.networks.hiphop")
+    targets = pytest.importorskip("hippynn.layers.targets")
+    torch.manual_seed(10 * l_max + n_max)
+    with pytest.warns(UserWarning, match="beta"):
+        network = hiphop.HipHopNNModule(
+            possible_species=[0, *SPECIES], l_max=l_max, n_max=n_max, **NET_KWARGS
+        )
+    network = network.double()
+    _exact_hiphop_maps(network)
+    head = targets.HEnergy([len(SPECIES)] + [NET_KWARGS["n_features"]] * 2).double()
+    with torch.no_grad():  # non-trivial scales, biases and group-norm affines everywhere
+        for p in list(network.parameters()) + list(head.parameters()):
+            if p.dim() == 1 and p.requires_grad:
+                p.add_(0.1 * torch.randn_like(p))
+    z, pos, batch = mixed_batch
+    ref_energy, ref_atom, ref_hier, ref_forces = _hippynn_outputs(
+        network, head, z, pos, batch, NET_KWARGS["dist_hard_max"]
+    )
+
+    model = HipNN(SPECIES, l_max=l_max, n_max=n_max, **NET_KWARGS).double()
+    load_hippynn_weights(model, network.state_dict(), head.state_dict())
+    out = model.predict(z, pos, batch)
+
+    torch.testing.assert_close(out.energy, ref_energy, rtol=1e-6, atol=0)
+    torch.testing.assert_close(out.atom_energies, ref_atom, rtol=1e-6, atol=1e-9)
+    torch.testing.assert_close(out.forces, ref_forces, rtol=1e-6, atol=1e-8 * ref_forces.abs().max().item())
+    torch.testing.assert_close(out.extras["hierarchicality"], ref_hier, rtol=1e-6, atol=1e-12)

@@ -10,8 +10,11 @@ from pyg_hipts.nn import HipNN
 
 def _model(l_max: int | str, seed: int = 0, **kwargs) -> HipNN:
     """A small float64 model; ``l_max="complete"`` is ``l_max = 2`` with the complete invariants,
-    their scales drawn at random (they start at zero) so that they count in every check."""
+    their scales drawn at random (they start at zero) so that they count in every check;
+    ``l_max="hop"`` is HIP-HOP-NN with ``l_max = 3, n_max = 4``."""
     torch.manual_seed(seed)
+    if l_max == "hop":
+        return _model(3, seed, n_max=4, **kwargs)
     if l_max == "complete":
         model = _model(2, seed, tensor_invariants="complete", **kwargs)
         with torch.no_grad():
@@ -38,7 +41,7 @@ def _rotation(seed: int) -> torch.Tensor:
     return q if torch.det(q) > 0 else -q
 
 
-@pytest.mark.parametrize("l_max", [0, 1, 2, "complete"])
+@pytest.mark.parametrize("l_max", [0, 1, 2, "complete", "hop"])
 def test_rotation_translation_invariance_and_force_equivariance(l_max, mixed_batch):
     z, pos, batch = mixed_batch
     model = _model(l_max)
@@ -57,7 +60,7 @@ def test_reflection_invariance(l_max, mixed_batch):
     torch.testing.assert_close(model(z, pos @ mirror, batch), model(z, pos, batch), rtol=1e-12, atol=1e-10)
 
 
-@pytest.mark.parametrize("l_max", [0, 1, 2, "complete"])
+@pytest.mark.parametrize("l_max", [0, 1, 2, "complete", "hop"])
 def test_permutation_invariance(l_max, mixed_batch):
     z, pos, batch = mixed_batch
     model = _model(l_max)
@@ -75,7 +78,7 @@ def test_permutation_invariance(l_max, mixed_batch):
     torch.testing.assert_close(shuffled.atom_energies, out.atom_energies[perm], rtol=1e-9, atol=1e-10)
 
 
-@pytest.mark.parametrize("l_max", [0, 1, 2, "complete"])
+@pytest.mark.parametrize("l_max", [0, 1, 2, "complete", "hop"])
 def test_forces_match_finite_differences(l_max, mixed_batch):
     z, pos, batch = mixed_batch
     model = _model(l_max, sensitivity_type="gaussian" if l_max == 1 else "inverse")
@@ -101,7 +104,7 @@ def test_energy_of_a_structure_does_not_depend_on_the_batch(l_max, mixed_batch):
         torch.testing.assert_close(alone.forces, together.forces[mask], rtol=1e-10, atol=1e-11)
 
 
-@pytest.mark.parametrize("l_max", [0, 1, 2, "complete"])
+@pytest.mark.parametrize("l_max", [0, 1, 2, "complete", "hop"])
 def test_fused_and_plain_message_passing_agree_to_second_derivatives(l_max, mixed_batch):
     z, pos, batch = mixed_batch
     fused, plain = _model(l_max), _model(l_max, fused=False)

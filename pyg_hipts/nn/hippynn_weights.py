@@ -1,4 +1,5 @@
-"""Load weights of a hippynn ``Hipnn`` / ``HipnnVec`` / ``HipnnQuad`` + ``HEnergy`` into :class:`HipNN`.
+"""Load weights of a hippynn ``Hipnn`` / ``HipnnVec`` / ``HipnnQuad`` / ``HipHopNNModule`` +
+``HEnergy`` into :class:`HipNN` (``HipHopNNModule`` needs ``n_max``).
 
 hippynn stores interaction weights as ``(ν, f_out, f_in)``, sensitivity parameters as
 ``(1, ν)`` and names the residual parts ``base_layer`` / ``res_layer`` / ``adjust_layer``.
@@ -26,6 +27,10 @@ _RENAMES = [
 ]
 
 
+_CONSTANTS = re.compile(r"(^tensor_extractor\.|\.invars\.cmaps\.|_extra_state$)")
+"""hippynn entries that are not weights: HIP-HOP-NN's fixed tensor maps (exact in :mod:`.hop`)."""
+
+
 def _convert(name: str, value: Tensor) -> tuple[str, Tensor]:
     for pattern, replacement in _RENAMES:
         if re.search(pattern, name):
@@ -42,7 +47,7 @@ def hippynn_state_dict(
     net_state: Mapping[str, Tensor], energy_state: Mapping[str, Tensor]
 ) -> dict[str, Tensor]:
     """Translate hippynn's network and ``HEnergy`` state dicts to :class:`HipNN` names."""
-    state = dict(_convert(k, v) for k, v in net_state.items() if not k.endswith("_extra_state"))
+    state = dict(_convert(k, v) for k, v in net_state.items() if not _CONSTANTS.search(k))
     for name, value in energy_state.items():
         state[name.replace("layers.", "energy_head.heads.", 1)] = value
     return state

@@ -40,20 +40,34 @@ from torch_geometric.nn import MessagePassing
 from ..data.graph import PairList
 from .sensitivity import make_sensitivity
 
-N_COMPONENTS = {0: 1, 1: 4, 2: 9}
+N_COMPONENTS = {0: 1, 1: 4, 2: 9, 3: 16}
 TENSOR_INVARIANTS = ("norms", "complete")
 
 
 def angular_basis(unit: Tensor, l_max: int) -> Tensor:
     """Per-pair tensor basis ``[P, C]``: ``1``, then ``r̂`` (l >= 1), then the traceless
-    ``r̂ r̂ᵀ - I/3`` components ``(xx, xy, xz, yy, yz)`` (l = 2). ``C = 1, 4, 9``."""
+    ``r̂ r̂ᵀ - I/3`` components ``(xx, xy, xz, yy, yz)`` (l >= 2), then the traceless symmetric
+    octupole ``r̂_α r̂_β r̂_γ - (r̂_α δ_βγ + r̂_β δ_αγ + r̂_γ δ_αβ)/5`` components
+    ``(xxx, xxy, xxz, xyy, xyz, yyy, yyz)`` (l = 3). ``C = 1, 4, 9, 16``."""
     parts = [torch.ones_like(unit[:, :1])]
     if l_max >= 1:
         parts.append(unit)
+    x, y, z = unit.unbind(-1)
     if l_max >= 2:
-        x, y, z = unit.unbind(-1)
         third = 1.0 / 3.0
         parts.append(torch.stack([x * x - third, x * y, x * z, y * y - third, y * z], dim=-1))
+    if l_max >= 3:
+        fifth = 0.2
+        octupole = [
+            x * x * x - 3 * fifth * x,
+            x * x * y - fifth * y,
+            x * x * z - fifth * z,
+            x * y * y - fifth * x,
+            x * y * z,
+            y * y * y - 3 * fifth * y,
+            y * y * z - fifth * z,
+        ]
+        parts.append(torch.stack(octupole, dim=-1))
     return torch.cat(parts, dim=-1)
 
 
@@ -102,27 +116,41 @@ def higher_invariants(components: Tensor, vector_norm: Tensor, quad_norm: Tensor
     )
 
 
+def pseudoscalar(components: Tensor, vector_norm: Tensor, quad_norm: Tensor) -> Tensor:
+    """The chirality feature per channel of ``[N, C ≥ 9, f]`` sums -> ``[N, f]``:
+    ``b · (cb × c²b) / (‖b‖² ‖c‖³)``.
+
+    The triple product of ``b``, ``cb`` and ``c²b`` is the lowest-degree pseudoscalar of one vector
+    and one traceless symmetric tensor: invariant under rotations, odd under reflections (and
+    under inversion, which flips ``b``). Divided by the norms it is of degree one in the sums and
+    bounded by ``‖b‖`` (as ``|b · (x × y)| ≤ ‖b‖ ‖x‖ ‖y‖`` and ``‖cb‖ ≤ ‖c‖ ‖b‖``); the norms
+    carry ``ε``, so it is smooth where ``b`` or ``c`` vanish. Given the norms ``[N, f]``.
+    """
+    b = components[:, 1:4]
+    xx, xy, xz, yy, yz = components[:, 4:9].unbind(1)
+    zz = -(xx + yy)
+    rows = torch.stack(
+        [torch.stack([xx, xy, xz], 1), torch.stack([xy, yy, yz], 1), torch.stack([xz, yz, zz], 1)], 1
+    )  # [N, 3, 3, f]
+    cb = torch.einsum("nijf,njf->nif", rows, b)
+    ccb = torch.einsum("nijf,njf->nif", rows, cb)
+    triple = (b * torch.cross(cb, ccb, dim=1)).sum(1)
+    return triple / (vector_norm.square() * quad_norm.pow(3))
+
+
 def _padded(values: Tensor, pairs: PairList) -> Tensor:
     """Scatter per-pair rows ``[P, ...]`` into neighbour-list padding ``[N, K, ...]`` (zeros)."""
     out = values.new_zeros(pairs.n_atoms, pairs.max_neighbours, *values.shape[1:])
     return out.index_put((pairs.target, pairs.slot), values)
 
 
-class HipInteraction(MessagePassing):
-    """One interaction layer (see the module docstring for the math).
+class TensorInteraction(MessagePassing):
+    """What every tensor-sensitivity interaction shares: the sensitivities ``s_ν``, the weights
+    ``W [ν, f_in, f_out]`` tied across tensor orders, the self-interaction ``x U + u``, and the
+    per-atom tensor sums ``Σ_j T_l(r̂_ij) m_ij`` ``[N, C, f_out]`` (:meth:`tensor_sums`).
+    Subclasses turn the sums into invariant features (:meth:`combine`)."""
 
-    Args:
-        in_features: ``f_in``. out_features: ``f_out``. n_sensitivities: ``ν``.
-        dist_soft_min, dist_soft_max, dist_hard_max: sensitivity range and cutoff.
-        l_max: tensor order, 0 (HIP-NN), 1 or 2 (HIP-NN-TS).
-        sensitivity_type: ``"inverse"`` or ``"gaussian"``.
-        cusp_reg: ``ε`` inside the tensor norms.
-        tensor_invariants: ``"norms"`` (HIP-NN-TS) or ``"complete"`` (adds the three higher
-            invariants of the module docstring; needs ``l_max = 2``).
-
-    ``forward(x [N, f_in], pairs) -> [N, f_out]`` (no activation). Passing
-    ``fused=False`` evaluates the same sums through PyG's plain message / aggregate path.
-    """
+    max_l = 2
 
     def __init__(
         self,
@@ -134,30 +162,25 @@ class HipInteraction(MessagePassing):
         dist_hard_max: float,
         l_max: int = 0,
         sensitivity_type: str = "inverse",
+        pseudoscalars: bool = False,
         cusp_reg: float = 1e-6,
-        tensor_invariants: str = "norms",
     ):
         super().__init__(aggr="sum", node_dim=0)
-        if l_max not in N_COMPONENTS:
-            raise ValueError(f"l_max must be 0, 1 or 2, got {l_max}")
-        if tensor_invariants not in TENSOR_INVARIANTS:
+        if not 0 <= l_max <= self.max_l:
+            raise ValueError(f"l_max must be 0 … {self.max_l} for {type(self).__name__}, got {l_max}")
+        if pseudoscalars and l_max < 2:
             raise ValueError(
-                f"tensor_invariants must be one of {TENSOR_INVARIANTS}, got {tensor_invariants!r}"
+                f"pseudoscalars need l_max >= 2 (a vector and a quadrupole), got l_max = {l_max}"
             )
-        if tensor_invariants == "complete" and l_max != 2:
-            raise ValueError(f"tensor_invariants='complete' needs l_max = 2, got l_max = {l_max}")
+        self.cusp_reg = cusp_reg
         self.in_features, self.out_features, self.l_max = in_features, out_features, l_max
-        self.n_sensitivities, self.cusp_reg = n_sensitivities, cusp_reg
+        self.n_sensitivities = n_sensitivities
         self.sensitivity = make_sensitivity(
             sensitivity_type, n_sensitivities, dist_soft_min, dist_soft_max, dist_hard_max
         )
         self.weight = nn.Parameter(torch.empty(n_sensitivities, in_features, out_features))
         self.self_interaction = nn.Linear(in_features, out_features)
-        self.vector_scale = nn.Parameter(torch.empty(out_features)) if l_max >= 1 else None
-        self.quad_scale = nn.Parameter(torch.empty(out_features)) if l_max >= 2 else None
-        complete = tensor_invariants == "complete"
-        self.higher_scale = nn.Parameter(torch.empty(3, out_features)) if complete else None
-        self.reset_parameters()
+        self.chiral_scale = nn.Parameter(torch.zeros(out_features)) if pseudoscalars else None
 
     def reset_parameters(self) -> None:
         super().reset_parameters()
@@ -165,16 +188,21 @@ class HipInteraction(MessagePassing):
         nn.init.xavier_normal_(self.weight.data.permute(0, 2, 1))
         nn.init.xavier_normal_(self.self_interaction.weight)
         nn.init.zeros_(self.self_interaction.bias)
-        for scale in (self.vector_scale, self.quad_scale):
-            if scale is not None:
-                nn.init.normal_(scale)
-        if self.higher_scale is not None:
-            nn.init.zeros_(self.higher_scale)
+        if self.chiral_scale is not None:
+            nn.init.zeros_(self.chiral_scale)  # the layer starts reflection-invariant
+
+    def chirality(self, sums: Tensor) -> Tensor | int:
+        """``t_χ ⊙`` :func:`pseudoscalar` ``[N, f_out]``, or 0 without pseudoscalars."""
+        if self.chiral_scale is None:
+            return 0
+        _, vector_norm, quad_norm = tensor_norms(sums, 2, self.cusp_reg)
+        return self.chiral_scale * pseudoscalar(sums, vector_norm, quad_norm)
 
     def regularization_parameters(self) -> list[Tensor]:
         return [self.weight, self.self_interaction.weight]
 
-    def forward(self, x: Tensor, pairs: PairList, fused: bool = True) -> Tensor:
+    def tensor_sums(self, x: Tensor, pairs: PairList, fused: bool = True) -> Tensor:
+        """``[N, C, f_out]``: for every atom the sums ``Σ_j T_c(r̂_ij) Σ_ν s_ν(d_ij) (x_j W_ν)``."""
         sense = self.sensitivity(pairs.dist[pairs.canonical])[pairs.from_canonical]  # [P, ν], symmetric
         basis = pairs.memo(
             f"basis{self.l_max}", lambda: angular_basis(pairs.vec / pairs.dist.unsqueeze(-1), self.l_max)
@@ -182,18 +210,9 @@ class HipInteraction(MessagePassing):
         # y_j = x_j W_ν for every ν: [N, ν, f_out]
         y = torch.matmul(x.unsqueeze(0), self.weight).transpose(0, 1)
         edges = pairs.memo("adjacency", pairs.adjacency) if fused else pairs.edge_index
-        sums = self.propagate(
+        return self.propagate(
             edges, y=y, sense=sense, basis=basis, pairs=pairs, size=(x.shape[0], x.shape[0])
         )
-        scalar, vector_norm, quad_norm = tensor_norms(sums, self.l_max, self.cusp_reg)
-        out = scalar + self.self_interaction(x)
-        if vector_norm is not None:
-            out = out + self.vector_scale * vector_norm
-        if quad_norm is not None:
-            out = out + self.quad_scale * quad_norm
-        if self.higher_scale is not None:
-            out = out + (self.higher_scale * higher_invariants(sums, vector_norm, quad_norm)).sum(1)
-        return out
 
     def message(self, y_j: Tensor, sense: Tensor, basis: Tensor) -> Tensor:
         """Plain path: ``[P, ν, f]`` gathered features -> ``[P, C, f]`` tensor messages."""
@@ -219,3 +238,87 @@ class HipInteraction(MessagePassing):
             f"padded_basis{basis.shape[1]}", lambda: _padded(basis, pairs).transpose(1, 2)
         )
         return torch.bmm(padded_basis, _padded(arriving, pairs))
+
+    def combine(self, sums: Tensor, x: Tensor) -> Tensor:
+        """Invariant output features ``[N, f_out]`` from the sums and the input ``x``."""
+        raise NotImplementedError
+
+    def forward(self, x: Tensor, pairs: PairList, fused: bool = True) -> Tensor:
+        sums = self.tensor_sums(x, pairs, fused)
+        return self.combine(sums, x) + self.chirality(sums)
+
+
+class HipInteraction(TensorInteraction):
+    """One HIP-NN / HIP-NN-TS interaction layer (see the module docstring for the math).
+
+    Args:
+        in_features: ``f_in``. out_features: ``f_out``. n_sensitivities: ``ν``.
+        dist_soft_min, dist_soft_max, dist_hard_max: sensitivity range and cutoff.
+        l_max: tensor order, 0 (HIP-NN), 1 or 2 (HIP-NN-TS).
+        sensitivity_type: ``"inverse"`` or ``"gaussian"``.
+        cusp_reg: ``ε`` inside the tensor norms.
+        tensor_invariants: ``"norms"`` (HIP-NN-TS) or ``"complete"`` (adds the three higher
+            invariants of the module docstring; needs ``l_max = 2``).
+        pseudoscalars: add ``t_χ ⊙`` :func:`pseudoscalar` (``l_max >= 2``; ``t_χ`` starts at 0),
+            which tells a structure from its mirror image.
+
+    ``forward(x [N, f_in], pairs) -> [N, f_out]`` (no activation). Passing
+    ``fused=False`` evaluates the same sums through PyG's plain message / aggregate path.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        n_sensitivities: int,
+        dist_soft_min: float,
+        dist_soft_max: float,
+        dist_hard_max: float,
+        l_max: int = 0,
+        sensitivity_type: str = "inverse",
+        cusp_reg: float = 1e-6,
+        tensor_invariants: str = "norms",
+        pseudoscalars: bool = False,
+    ):
+        super().__init__(
+            in_features,
+            out_features,
+            n_sensitivities,
+            dist_soft_min,
+            dist_soft_max,
+            dist_hard_max,
+            l_max,
+            sensitivity_type,
+            pseudoscalars,
+            cusp_reg,
+        )
+        if tensor_invariants not in TENSOR_INVARIANTS:
+            raise ValueError(
+                f"tensor_invariants must be one of {TENSOR_INVARIANTS}, got {tensor_invariants!r}"
+            )
+        if tensor_invariants == "complete" and l_max != 2:
+            raise ValueError(f"tensor_invariants='complete' needs l_max = 2, got l_max = {l_max}")
+        self.vector_scale = nn.Parameter(torch.empty(out_features)) if l_max >= 1 else None
+        self.quad_scale = nn.Parameter(torch.empty(out_features)) if l_max >= 2 else None
+        complete = tensor_invariants == "complete"
+        self.higher_scale = nn.Parameter(torch.empty(3, out_features)) if complete else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        for scale in (self.vector_scale, self.quad_scale):
+            if scale is not None:
+                nn.init.normal_(scale)
+        if self.higher_scale is not None:
+            nn.init.zeros_(self.higher_scale)
+
+    def combine(self, sums: Tensor, x: Tensor) -> Tensor:
+        scalar, vector_norm, quad_norm = tensor_norms(sums, self.l_max, self.cusp_reg)
+        out = scalar + self.self_interaction(x)
+        if vector_norm is not None:
+            out = out + self.vector_scale * vector_norm
+        if quad_norm is not None:
+            out = out + self.quad_scale * quad_norm
+        if self.higher_scale is not None:
+            out = out + (self.higher_scale * higher_invariants(sums, vector_norm, quad_norm)).sum(1)
+        return out

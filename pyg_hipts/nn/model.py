@@ -16,6 +16,7 @@ from pyg_hipts.potentials import Potential, Structures
 from pyg_hipts.units import Units
 
 from .energy import HierarchicalEnergy
+from .hop import HopInteraction
 from .interaction import HipInteraction
 from .layers import Residual, atom_layer
 
@@ -38,12 +39,21 @@ class HipNN(Potential):
         dist_hard_max: cutoff radius of the radius graph and of the sensitivities.
         n_interaction_layers: number of blocks (interaction + atom layers).
         n_atom_layers: dense layers after each interaction.
-        l_max: tensor sensitivity order: 0 = HIP-NN, 1 = vectors, 2 = vectors and quadrupoles.
+        l_max: tensor sensitivity order: 0 = HIP-NN, 1 = vectors, 2 = vectors and quadrupoles,
+            3 = octupoles too (only with ``n_max``).
         resnet: residual form of every layer (hippynn's default).
         cusp_reg: ``ε`` inside the tensor norms.
         tensor_invariants: ``"norms"`` (HIP-NN-TS: ``‖b‖`` and ``‖c‖`` per channel) or
             ``"complete"`` (adds ``bᵀcb``, ``tr c³``, ``‖cb‖²``, divided by the norms; ``l_max = 2``), see
             :mod:`.interaction`.
+        n_max: HIP-HOP-NN (:mod:`.hop`): the polynomial invariants of at most ``n_max`` tensor
+            factors (2 … 4) of the sums up to ``l_max`` (2 or 3; ``l_max=3, n_max=4`` is
+            HIP-HOP-NN's default, 13 invariants), group-normalised and mixed as in hippynn's
+            ``HipHopNNModule``. ``None`` (default): HIP-NN-TS with ``tensor_invariants``.
+        group_norm: with ``n_max``, normalise each invariant's channels per atom (hippynn's default).
+        pseudoscalars: add a chirality feature per channel, ``b · (cb × c²b)`` divided by norms
+            (``l_max >= 2``, its scale starting at 0): the other invariants are the same for a
+            structure and its mirror image, this one changes sign (:mod:`.interaction`).
         sensitivity_type: ``"inverse"`` (Gaussians in ``1/d``) or ``"gaussian"`` (in ``d``).
         trainable_sensitivities: let the optimiser move the sensitivity centres and widths
             (hippynn's default). Freezing them keeps the radial functions as wide as they start
@@ -74,6 +84,9 @@ class HipNN(Potential):
         resnet: bool = True,
         cusp_reg: float = 1e-6,
         tensor_invariants: str = "norms",
+        n_max: int | None = None,
+        group_norm: bool = True,
+        pseudoscalars: bool = False,
         sensitivity_type: str = "inverse",
         trainable_sensitivities: bool = True,
         fused: bool = True,
@@ -81,13 +94,17 @@ class HipNN(Potential):
         units: Units | None = None,
     ):
         super().__init__(species, dist_hard_max, units)
+        if n_max is not None and tensor_invariants != "norms":
+            raise ValueError(
+                "n_max selects HIP-HOP-NN's invariants; tensor_invariants applies only without it"
+            )
         species = self.species
         self.dist_hard_max, self.l_max, self.fused = dist_hard_max, l_max, fused
         self.activation = nn.Softplus()
         widths = [len(species)] + [n_features] * n_interaction_layers
         self.blocks = nn.ModuleList()
         for width_in, width_out in zip(widths[:-1], widths[1:], strict=True):
-            interaction = HipInteraction(
+            common = (
                 width_in,
                 width_out,
                 n_sensitivities,
@@ -95,10 +112,15 @@ class HipNN(Potential):
                 dist_soft_max,
                 dist_hard_max,
                 l_max,
-                sensitivity_type,
-                cusp_reg,
-                tensor_invariants,
             )
+            if n_max is None:
+                interaction = HipInteraction(
+                    *common, sensitivity_type, cusp_reg, tensor_invariants, pseudoscalars=pseudoscalars
+                )
+            else:
+                interaction = HopInteraction(
+                    *common, sensitivity_type, n_max, group_norm, pseudoscalars=pseudoscalars
+                )
             interaction.sensitivity.requires_grad_(trainable_sensitivities)
             layers = [Residual(interaction, width_in, width_out, width_out, self.activation, resnet)]
             layers += [
@@ -109,7 +131,7 @@ class HipNN(Potential):
         self.energy_head.heads[0].weight.requires_grad_(trainable_reference_energies)
 
     @property
-    def interactions(self) -> list[HipInteraction]:
+    def interactions(self) -> list[HipInteraction | HopInteraction]:
         return [block[0].layer for block in self.blocks]
 
     def one_hot(self, z: Tensor, dtype: torch.dtype) -> Tensor:
