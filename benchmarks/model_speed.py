@@ -17,6 +17,7 @@ import gc
 import resource
 import subprocess
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -96,9 +97,9 @@ def training_step(model: HipNN, batch: tuple) -> Callable[[], None]:
     return train
 
 
-def ours(l_max: int, batch: tuple) -> tuple[Callable, Callable]:
+def ours(l_max: int, batch: tuple, n_max: int | None = None) -> tuple[Callable, Callable]:
     z, pos, mol, _, _ = batch
-    model = HipNN([1, 6, 8], l_max=l_max, **SIZES)
+    model = HipNN([1, 6, 8], l_max=l_max, n_max=n_max, **SIZES)
 
     def infer():
         model.predict(z, pos, mol)
@@ -106,13 +107,19 @@ def ours(l_max: int, batch: tuple) -> tuple[Callable, Callable]:
     return infer, training_step(model, batch)
 
 
-def theirs(l_max: int, batch: tuple) -> tuple[Callable, Callable]:
+def theirs(l_max: int, batch: tuple, n_max: int | None = None) -> tuple[Callable, Callable]:
     from hippynn.layers.targets import HEnergy
+    from hippynn.networks.hiphop import HipHopNNModule
     from hippynn.networks.hipnn import Hipnn, HipnnQuad, HipnnVec
 
     z, pos, mol, energy, forces = batch
     kwargs = {k: v for k, v in SIZES.items()}
-    network = [Hipnn, HipnnVec, HipnnQuad][l_max](possible_species=[0, 1, 6, 8], **kwargs)
+    if n_max is None:
+        network = [Hipnn, HipnnVec, HipnnQuad][l_max](possible_species=[0, 1, 6, 8], **kwargs)
+    else:
+        with warnings.catch_warnings():  # "HIP-HOP-NN is still in a beta state"
+            warnings.simplefilter("ignore")
+            network = HipHopNNModule(possible_species=[0, 1, 6, 8], l_max=l_max, n_max=n_max, **kwargs)
     head = HEnergy([3] + [SIZES["n_features"]] * SIZES["n_interaction_layers"])
     onehot = (z[:, None] == torch.tensor([1, 6, 8])).float()
     same = (mol[:, None] == mol[None, :]) & ~torch.eye(len(z), dtype=torch.bool)
@@ -145,6 +152,7 @@ def theirs(l_max: int, batch: tuple) -> tuple[Callable, Callable]:
 def builders(kernels: str) -> dict[str, Callable[[int, tuple], tuple[Callable, Callable]]]:
     """Name -> ``build(l_max, batch) -> (infer, train)`` for every available implementation."""
     found = {f"pyg_hipts l={order}": (lambda batch, order=order: ours(order, batch)) for order in (0, 1, 2)}
+    found["pyg_hipts HIP-HOP l=3 n=4"] = lambda batch: ours(3, batch, n_max=4)
     try:
         import hippynn
         from hippynn import custom_kernels
@@ -159,6 +167,9 @@ def builders(kernels: str) -> dict[str, Callable[[int, tuple], tuple[Callable, C
             )
             for order in (0, 1, 2)
         }
+    )
+    found[f"hippynn {hippynn.__version__} ({active}) HipHopNN l=3 n=4"] = lambda batch: theirs(
+        3, batch, n_max=4
     )
     return found
 
@@ -220,6 +231,16 @@ def main() -> None:
                 f"  hippynn / pyg_hipts, l={order}: training step {other[1] / mine[1]:.2f}x, "
                 f"inference {other[0] / mine[0]:.2f}x, training peak memory {other[2] / mine[2]:.2f}x"
             )
+    hop = {k.split()[0]: v for k, v in results.items() if k.endswith("l=3 n=4")}
+    if "pyg_hipts" in hop:
+        norms = result("pyg_hipts", 2)
+        print(f"  pyg_hipts HIP-HOP (3,4) / l=2 norms: training step {hop['pyg_hipts'][1] / norms[1]:.2f}x")
+    if "hippynn" in hop:
+        mine, other = hop["pyg_hipts"], hop["hippynn"]
+        print(
+            f"  hippynn / pyg_hipts, HIP-HOP (3,4): training step {other[1] / mine[1]:.2f}x, "
+            f"inference {other[0] / mine[0]:.2f}x, training peak memory {other[2] / mine[2]:.2f}x"
+        )
 
 
 if __name__ == "__main__":

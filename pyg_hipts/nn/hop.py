@@ -69,36 +69,54 @@ def _octupole_map() -> Tensor:
     return m
 
 
+SYMMETRIC_PAIRS = (0, 1, 2, 4, 5, 8)
+"""Rows ``(i j)`` of ``[9]`` with ``i ≤ j``: 00, 01, 02, 11, 12, 22."""
+PAIR_WEIGHTS = (1.0, 2.0, 2.0, 1.0, 2.0, 1.0)
+"""How often each appears among the nine ``(i j)``."""
+
+
+def _octupole_gram(t: Tensor) -> Tensor:
+    """``b_kl = Σ_ij T_ijk T_ijl`` ``[N, 3, 3, f]`` from ``T`` ``[N, 9, 3, f]``, over the six
+    distinct ``(i j)`` (T is symmetric) and the six distinct ``(k, l)`` (b is symmetric): 36
+    products per channel instead of 81."""
+    rows = t[:, list(SYMMETRIC_PAIRS)]  # [N, 6, 3, f]
+    weighted = rows * rows.new_tensor(PAIR_WEIGHTS).view(1, 6, 1, 1)
+    entry = {(k, m): (weighted[:, :, k] * rows[:, :, m]).sum(1) for k in range(3) for m in range(k, 3)}
+    return torch.stack([torch.stack([entry[min(k, m), max(k, m)] for m in range(3)], 1) for k in range(3)], 1)
+
+
 def hop_invariants(sums: Tensor, l_max: int, n_max: int, maps: tuple[Tensor, Tensor]) -> Tensor:
     """``[N, C, f]`` tensor sums -> ``[N, n_inv, f]`` invariants (the module docstring), given the
-    component maps ``(quadrupole [3, 3, 5], octupole [3, 3, 3, 7])``."""
-    s = sums[:, 0]
-    found: dict[int, Tensor] = {0: s}
+    component maps ``(quadrupole [3, 3, 5], octupole [3, 3, 3, 7])``.
+
+    Contractions are broadcast products summed over an axis, with the channels ``f`` last and
+    contiguous: ``v [N, 3, f]``, ``Q [N, 3, 3, f]``, ``T`` as ``[N, 9, 3, f]``. (Batched matrix
+    products of ``N · f`` tiny matrices cost several times more on a CPU.)"""
+    n_atoms = sums.shape[0]
+    found: dict[int, Tensor] = {0: sums[:, 0]}
     v = sums[:, 1:4]
     if l_max >= 1 and n_max >= 2:
         found[1] = (v * v).sum(1)
     if l_max >= 2:
-        q = torch.einsum("ijc,ncf->nijf", maps[0], sums[:, 4:9])
-        a = torch.einsum("nkif,nkjf->nijf", q, q)
-        if n_max >= 2:
-            found[2] = torch.einsum("niif->nf", a)
+        q = torch.matmul(maps[0].reshape(9, 5), sums[:, 4:9]).view(n_atoms, 3, 3, -1)
+        found[2] = (q * q).sum((1, 2))
         if n_max >= 3:
+            a = (q.unsqueeze(3) * q.unsqueeze(1)).sum(2)  # a_ij = Q_ik Q_kj
+            c = (q * v.unsqueeze(2)).sum(1)  # c_j = Q_ij v_i
             found[3] = (a * q).sum((1, 2))
-            c = torch.einsum("nijf,nif->njf", q, v)
             found[6] = (c * v).sum(1)
         if n_max >= 4:
             found[7] = (c * c).sum(1)
     if l_max >= 3:
-        t = torch.einsum("ijkc,ncf->nijkf", maps[1], sums[:, 9:16])
-        b = torch.einsum("nijkf,nijlf->nklf", t, t)
-        if n_max >= 2:
-            found[4] = torch.einsum("niif->nf", b)
+        t = torch.matmul(maps[1].reshape(27, 7), sums[:, 9:16]).view(n_atoms, 9, 3, -1)  # [N, (i j), k, f]
+        b = _octupole_gram(t)  # b_kl = T_ijk T_ijl
+        found[4] = torch.diagonal(b, dim1=1, dim2=2).sum(-1)
         if n_max >= 3:
             found[10] = (b * q).sum((1, 2))
         if n_max >= 4:
-            d = torch.einsum("nijkf,nkf->nijf", t, v)
+            d = (t * v.unsqueeze(1)).sum(2).view(n_atoms, 3, 3, -1)  # d_ij = T_ijk v_k
+            e = (t * q.reshape(n_atoms, 9, 1, -1)).sum(1)  # e_k = T_ijk Q_ij
             vv = v.unsqueeze(2) * v.unsqueeze(1)
-            e = torch.einsum("nijkf,nijf->nkf", t, q)
             found[5] = (b * b).sum((1, 2))
             found[8] = (vv * d).sum((1, 2))
             found[9] = (vv * b).sum((1, 2))
