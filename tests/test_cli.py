@@ -180,6 +180,7 @@ RUNS = (
     [[name] for name in _full_configs()]
     + [["configs/rmd17_ts2.yaml", "--model", name] for name in MODEL_SECTIONS]
     + [["configs/rmd17_ts2.yaml", "--config", name] for name in _config_names("data/*.yaml")]
+    + [["configs/cg_ala2.yaml", "--config", name] for name in _config_names("cg/*.yaml")]
 )
 COMPARISONS = _config_names("compare_*.yaml")
 
