@@ -40,6 +40,14 @@ def _hippynn_outputs(network, head, z, pos, batch, cutoff):
     return energy.detach(), atom_energy.detach(), mol_hier.detach(), -grad
 
 
+def _assert_matches(out, energy, atom_energies, hierarchicality, forces) -> None:
+    """Our outputs against hippynn's to 1e-6 relative."""
+    torch.testing.assert_close(out.energy, energy, rtol=1e-6, atol=0)
+    torch.testing.assert_close(out.atom_energies, atom_energies, rtol=1e-6, atol=1e-9)
+    torch.testing.assert_close(out.forces, forces, rtol=1e-6, atol=1e-8 * forces.abs().max().item())
+    torch.testing.assert_close(out.extras["hierarchicality"], hierarchicality, rtol=1e-6, atol=1e-12)
+
+
 @pytest.mark.parametrize("l_max", [0, 1, 2])
 def test_live_parity_with_hippynn(l_max, mixed_batch):
     hipnn = pytest.importorskip("hippynn.networks.hipnn")
@@ -61,10 +69,7 @@ def test_live_parity_with_hippynn(l_max, mixed_batch):
     load_hippynn_weights(model, network.state_dict(), head.state_dict())
     out = model.predict(z, pos, batch)
 
-    torch.testing.assert_close(out.energy, ref_energy, rtol=1e-6, atol=0)
-    torch.testing.assert_close(out.atom_energies, ref_atom, rtol=1e-6, atol=1e-9)
-    torch.testing.assert_close(out.forces, ref_forces, rtol=1e-6, atol=1e-8 * ref_forces.abs().max().item())
-    torch.testing.assert_close(out.extras["hierarchicality"], ref_hier, rtol=1e-6, atol=1e-12)
+    _assert_matches(out, ref_energy, ref_atom, ref_hier, ref_forces)
 
 
 @pytest.mark.parametrize("tag,l_max", [("hipnn", 0), ("ts1", 1), ("ts2", 2)])
@@ -137,7 +142,4 @@ def test_live_parity_with_hippynn_hiphop(l_max, n_max, mixed_batch):
     load_hippynn_weights(model, network.state_dict(), head.state_dict())
     out = model.predict(z, pos, batch)
 
-    torch.testing.assert_close(out.energy, ref_energy, rtol=1e-6, atol=0)
-    torch.testing.assert_close(out.atom_energies, ref_atom, rtol=1e-6, atol=1e-9)
-    torch.testing.assert_close(out.forces, ref_forces, rtol=1e-6, atol=1e-8 * ref_forces.abs().max().item())
-    torch.testing.assert_close(out.extras["hierarchicality"], ref_hier, rtol=1e-6, atol=1e-12)
+    _assert_matches(out, ref_energy, ref_atom, ref_hier, ref_forces)

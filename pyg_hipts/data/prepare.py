@@ -26,8 +26,9 @@ from tqdm import tqdm
 
 from pyg_hipts.data.chunks import FrameChunk
 from pyg_hipts.data.dataset import MIN_DISTANCE_ANGSTROM, Units
+from pyg_hipts.data.prepared_writer import PreparedWriter
 from pyg_hipts.data.readers.streaming import read_chunks
-from pyg_hipts.data.storage import PreparedDataset, PreparedWriter
+from pyg_hipts.data.storage import PreparedDataset
 from pyg_hipts.units import length_factor
 
 FLOAT_DTYPES = {"float32": torch.float32, "float64": torch.float64}

@@ -148,7 +148,8 @@ class TensorInteraction(MessagePassing):
     """What every tensor-sensitivity interaction shares: the sensitivities ``s_ν``, the weights
     ``W [ν, f_in, f_out]`` tied across tensor orders, the self-interaction ``x U + u``, and the
     per-atom tensor sums ``Σ_j T_l(r̂_ij) m_ij`` ``[N, C, f_out]`` (:meth:`tensor_sums`).
-    Subclasses turn the sums into invariant features (:meth:`combine`)."""
+    Subclasses define ``combine(sums [N, C, f_out], x [N, f_in]) -> [N, f_out]``, which turns the
+    sums into invariant output features; :meth:`forward` adds the optional chirality feature."""
 
     max_l = 2
 
@@ -238,10 +239,6 @@ class TensorInteraction(MessagePassing):
             f"padded_basis{basis.shape[1]}", lambda: _padded(basis, pairs).transpose(1, 2)
         )
         return torch.bmm(padded_basis, _padded(arriving, pairs))
-
-    def combine(self, sums: Tensor, x: Tensor) -> Tensor:
-        """Invariant output features ``[N, f_out]`` from the sums and the input ``x``."""
-        raise NotImplementedError
 
     def forward(self, x: Tensor, pairs: PairList, fused: bool = True) -> Tensor:
         sums = self.tensor_sums(x, pairs, fused)
