@@ -80,6 +80,10 @@ def ddp_fit_and_validate(directory: Path, train_file: str) -> None:
     metrics = trainer.validate(module, datamodule, verbose=False)[0]
     if trainer.is_global_zero:
         (directory / VALIDATE_FILE).write_text(json.dumps(metrics))
+    # Left to interpreter exit, gloo's teardown sometimes aborts ("terminate called without an
+    # active exception", exit -6) after all work is done.
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def _indices(keys: list[str], index_of: dict[str, int]) -> list[int]:
