@@ -1,6 +1,7 @@
 """The ``pyg-hipts`` command; every subcommand is registered here.
 
 - ``fit``, ``validate``, ``test``, ``predict``: Lightning's CLI (:mod:`pyg_hipts.train.cli`);
+- ``cg map`` / ``cg simulate`` / ``cg analyze``: coarse-graining (:mod:`pyg_hipts.cg_workflow`);
 - ``compare``: several models on the same data and budget (:mod:`pyg_hipts.compare.runner`);
 - ``ensemble``: members differing by seed (:mod:`pyg_hipts.ensemble.train`);
 - ``label``: an ensemble's mean forces and atom energies as labels (:mod:`pyg_hipts.ensemble.labels`);
@@ -17,6 +18,7 @@ from typing import Any
 from lightning.pytorch.cli import ArgsType
 
 WORKFLOWS = {
+    "cg": "pyg_hipts.cg_workflow",
     "compare": "pyg_hipts.compare.runner",
     "ensemble": "pyg_hipts.ensemble.train",
     "label": "pyg_hipts.ensemble.labels",

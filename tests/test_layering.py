@@ -1,7 +1,7 @@
 """Imports of the package run only downward through its layers (imports inside functions too).
 
 Layers, lowest first: the root modules (units, timing, allocator) → data → potentials → nn, cg,
-md → calculators → train → compare, ensemble → cli. A module may import from its own
+md → calculators → train → compare, ensemble, cg_workflow → cli. A module may import from its own
 subpackage and from lower layers only; two subpackages of one layer never import each other.
 """
 
@@ -20,7 +20,7 @@ LAYERS: list[set[str]] = [
     {"nn", "cg", "md"},
     {"calculators", "openmm"},
     {"train"},
-    {"compare", "ensemble"},
+    {"compare", "ensemble", "cg_workflow"},
     {"cli"},
 ]
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}

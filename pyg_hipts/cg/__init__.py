@@ -6,7 +6,7 @@ mapped forces; ``model.without(HipNN)`` is the priors alone. Its dynamics: :mod:
 structural analysis of trajectories: :mod:`pyg_hipts.cg.analysis`.
 """
 
-from pyg_hipts.cg.mapping import Bead, Mapping, unwrap_group
+from pyg_hipts.cg.mapping import Bead, Mapping, atom_labels, mapping_from_spec, unwrap_group
 from pyg_hipts.cg.pair_priors import PairRepulsion, closest_approach
 from pyg_hipts.cg.priors import (
     FourierDihedralMaps,
@@ -34,9 +34,11 @@ __all__ = [
     "Repulsion",
     "TopologyPrior",
     "angles",
+    "atom_labels",
     "closest_approach",
     "dihedrals",
     "displacements",
     "distances",
+    "mapping_from_spec",
     "unwrap_group",
 ]

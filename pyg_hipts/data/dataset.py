@@ -24,6 +24,7 @@ from torch_geometric.data import Data, InMemoryDataset
 
 from pyg_hipts.data.batching import ContiguousFrames
 from pyg_hipts.data.periodic import coincident_pairs, describe_close_pairs
+from pyg_hipts.data.system import SystemInfo
 from pyg_hipts.units import Units, length_factor
 
 MIN_DISTANCE_ANGSTROM = 0.1
@@ -105,6 +106,8 @@ class AtomsDataset(InMemoryDataset):
         transform: applied to each frame on access, as in PyG datasets.
         min_distance: atoms closer than this (length unit) are an error naming the frame and the
             atoms; by default :data:`MIN_DISTANCE_ANGSTROM` in the data's unit, ``0`` for no check.
+        system: masses, names, temperature and frame times recorded with the frames
+            (:class:`~pyg_hipts.data.system.SystemInfo`); none by default.
 
     Every frame carries ``frame_number`` ``[1]``, its position in ``source``, so that a batch names
     its structures in messages.
@@ -117,6 +120,7 @@ class AtomsDataset(InMemoryDataset):
         source: str,
         transform: Callable[[Data], Data] | None = None,
         min_distance: float | None = None,
+        system: SystemInfo | None = None,
     ) -> None:
         super().__init__(root=None, transform=transform)
         if len(data_list) == 0:
@@ -130,6 +134,7 @@ class AtomsDataset(InMemoryDataset):
         self.data, self.slices = self.collate(list(data_list))
         self._units = units
         self._source = str(source)
+        self._system = system or SystemInfo()
         if min_distance is None:
             min_distance = MIN_DISTANCE_ANGSTROM * length_factor("Å", units.length)
         if min_distance > 0:
@@ -193,6 +198,11 @@ class AtomsDataset(InMemoryDataset):
     @property
     def source(self) -> str:
         return self._source
+
+    @property
+    def system(self) -> SystemInfo:
+        """Masses, names, temperature and frame times of the file (all ``None`` if not recorded)."""
+        return self._system
 
     @property
     def species(self) -> list[int]:

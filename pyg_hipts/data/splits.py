@@ -88,6 +88,31 @@ def random_split(
     return {name: order[bounds[i] : bounds[i + 1]].sort().values for i, name in enumerate(SPLIT_NAMES)}
 
 
+def block_split(
+    n: int,
+    *,
+    n_train: int | None = None,
+    n_val: int | None = None,
+    n_test: int | None = None,
+    fractions: Sequence[float] | None = None,
+) -> dict[str, Tensor]:
+    """Contiguous time blocks of a trajectory: the first ``n_train`` frames train, the next
+    ``n_val`` validate, the next ``n_test`` test (sizes as in :func:`random_split`).
+
+    Frames of a trajectory are correlated in time, so a random split puts test frames a few
+    steps from training frames and measures interpolation; blocks test on a later stretch of
+    the trajectory that training never saw. Frames left over after the three blocks are not used.
+    """
+    counts = _counts(n, n_train, n_val, n_test, fractions)
+    bounds = np.cumsum([0, *counts]).tolist()
+    return {name: torch.arange(bounds[i], bounds[i + 1]) for i, name in enumerate(SPLIT_NAMES)}
+
+
+SPLIT_METHODS = ("auto", "random", "blocks")
+"""``random``: :func:`random_split`; ``blocks``: :func:`block_split`; ``auto``: blocks for a time
+series (a file that records ``time_ps``, :mod:`pyg_hipts.data.system`), random otherwise."""
+
+
 def validate_split(
     split: Mapping[str, Tensor | np.ndarray], n: int | None = None, *, source: str = "split"
 ) -> dict[str, Tensor]:

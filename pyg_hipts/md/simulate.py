@@ -4,6 +4,7 @@ coarse-grained, molecular or periodic), many replicas at once, in physical units
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -78,24 +79,22 @@ def closest_pairs(
     return closest
 
 
-def run_langevin(
+def langevin_integrator(
     potential: Potential,
     z: Tensor,
-    start: Tensor,
     masses: Tensor,
     *,
     temperature: float,
     timestep_fs: float,
     friction_per_ps: float,
-    n_steps: int,
-    save_every: int = 10,
     cell: Tensor | None = None,
     pbc: Tensor | None = None,
     seed: int = 0,
     min_distance: float | None = None,
     units: Units | None = None,
-) -> Trajectory:
-    """BAOAB dynamics of ``start [R, n, 3]`` at ``temperature`` (K) with the potential's forces.
+) -> BAOAB:
+    """A :class:`~pyg_hipts.md.BAOAB` integrator of ``potential`` for replicas of ``z [n]`` at
+    ``temperature`` (K).
 
     Lengths and energies are in ``units``, by default the potential's own (``potential.units``,
     set when it was trained); masses ``[n]`` in amu. The time step is given in fs and the friction
@@ -109,10 +108,10 @@ def run_langevin(
     if units is None:
         raise ValueError(
             f"the {type(potential).__name__} has no units (it was not trained on data): "
-            "pass units=Units(length, energy) to run_langevin"
+            "pass units=Units(length, energy)"
         )
     unit_fs = md_time_unit_fs(units.energy, units.length)
-    integrator = BAOAB(
+    return BAOAB(
         potential_forces(potential, z, cell, pbc),
         masses,
         timestep=timestep_fs / unit_fs,
@@ -122,4 +121,19 @@ def run_langevin(
         closest_pair=None if min_distance is None else closest_pairs(min_distance, cell, pbc),
         min_distance=min_distance,
     )
-    return integrator.run(start, n_steps, save_every)
+
+
+def run_langevin(
+    potential: Potential,
+    z: Tensor,
+    start: Tensor,
+    masses: Tensor,
+    *,
+    n_steps: int,
+    save_every: int = 10,
+    **options: Any,
+) -> Trajectory:
+    """BAOAB dynamics of ``start [R, n, 3]`` for ``n_steps``, keeping every ``save_every``-th
+    frame; ``options`` (temperature, time step, friction, cell, ...) are those of
+    :func:`langevin_integrator`."""
+    return langevin_integrator(potential, z, masses, **options).run(start, n_steps, save_every)

@@ -1,7 +1,11 @@
 """Lightning data module: files of structures -> train / validation / test / predict loaders.
 
-Splits. The frames of ``train_file`` are split at random (``seed``) into train, validation and,
-without a ``test_file``, test sets:
+Splits. The frames of ``train_file`` are split into train, validation and, without a
+``test_file``, test sets, by ``split``: ``"random"`` (with ``seed``), ``"blocks"`` (contiguous
+time blocks in file order: train, then validation, then test, :func:`pyg_hipts.data.block_split`)
+or ``"auto"``, the default: blocks when the file is a time series (it records ``time_ps``, as
+the coarse-grained files of ``pyg-hipts cg map`` do, :mod:`pyg_hipts.data.system`), random
+otherwise. The sizes:
 
 - ``n_val`` frames for validation, or ``round(val_fraction · n)`` when ``n_val`` is not given;
 - with ``test_file`` every frame of that file is a test frame (``n_test`` must be left unset);
@@ -38,6 +42,7 @@ from torch_geometric.loader import DataLoader
 from pyg_hipts.data import (
     AtomsDataset,
     Units,
+    block_split,
     embedded_dataset_path,
     load_split,
     random_split,
@@ -45,7 +50,9 @@ from pyg_hipts.data import (
     save_split,
 )
 from pyg_hipts.data.batching import BatchAssembler, FrameBatchSampler, pass_through
+from pyg_hipts.data.splits import SPLIT_METHODS
 from pyg_hipts.data.storage import PreparedDataset
+from pyg_hipts.data.system import SystemInfo
 
 EMBEDDED_PREFIX = "embedded:"
 SPLIT_FILE_NAME = "split.npz"
@@ -74,6 +81,7 @@ class AtomsDataModule(LightningDataModule):
             laid out differently (e.g. training labels with ``atom_energies``, a plain test file);
             by default ``reader_options``.
         n_train, n_val, n_test, val_fraction: split sizes (see the module docstring).
+        split: ``"auto"``, ``"random"`` or ``"blocks"`` (see the module docstring).
         split_file: an existing ``split.npz`` to use instead of drawing one.
         batch_size: structures per training batch.
         eval_batch_size: structures per validation / test / predict batch (default ``batch_size``).
@@ -98,6 +106,7 @@ class AtomsDataModule(LightningDataModule):
         n_val: int | None = None,
         n_test: int | None = None,
         val_fraction: float = 0.05,
+        split: str = "auto",
         split_file: str | None = None,
         batch_size: int = 32,
         eval_batch_size: int | None = None,
@@ -107,6 +116,8 @@ class AtomsDataModule(LightningDataModule):
         allow_unseen_species: bool = False,
     ) -> None:
         super().__init__()
+        if split not in SPLIT_METHODS:
+            raise ValueError(f"split must be one of {list(SPLIT_METHODS)}, got {split!r}")
         if test_file is not None and n_test is not None:
             raise ValueError(
                 "n_test selects test frames from train_file; with test_file all its frames are used"
@@ -180,7 +191,21 @@ class AtomsDataModule(LightningDataModule):
         n_val = hp.n_val if hp.n_val is not None else round(hp.val_fraction * n)
         n_test = 0 if hp.test_file is not None or (hp.n_train is None and hp.n_test is None) else hp.n_test
         n_train = hp.n_train if hp.n_train is not None else n - n_val - (n_test or 0)
+        if self.split_method == "blocks":
+            return block_split(n, n_train=n_train, n_val=n_val, n_test=n_test)
         return random_split(n, n_train=n_train, n_val=n_val, n_test=n_test, seed=hp.seed)
+
+    @property
+    def split_method(self) -> str:
+        """``"random"`` or ``"blocks"``: the ``split`` option with ``"auto"`` resolved."""
+        if self.hparams.split != "auto":
+            return self.hparams.split
+        return "blocks" if self.system.time_series else "random"
+
+    @property
+    def system(self) -> SystemInfo:
+        """Masses, names, temperature and frame times that ``train_file`` records."""
+        return getattr(self._train_source(), "system", SystemInfo())
 
     def setup(self, stage: str) -> None:
         """Read the files and build the datasets the ``stage`` needs (``fit`` also saves the split)."""

@@ -261,8 +261,14 @@ class PotentialModule(LightningModule):
         }
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Store the potential's spec (class path, arguments, units, dtype) beside the weights."""
+        """Store the potential's spec (class path, arguments, units, dtype) beside the weights,
+        and the masses, names and temperature the training file records (``system``, plain data,
+        :class:`~pyg_hipts.data.SystemInfo`), which simulations of the potential read back."""
         checkpoint["potential"] = self.model.spec()
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        system = getattr(datamodule, "system", None)
+        if system is not None:
+            checkpoint["system"] = system.as_dict()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Take the units the checkpointed potential was trained in."""

@@ -10,6 +10,7 @@ import torch
 from pyg_hipts.data.dataset import AtomsDataset, Units
 from pyg_hipts.data.readers._checks import require_path
 from pyg_hipts.data.readers._stacked import stacked_frames
+from pyg_hipts.data.system import read_system_info, stored_units
 
 DEFAULT_UNITS = Units("Å", "kcal/mol")
 
@@ -23,7 +24,7 @@ def read_npz(
     forces_key: str | None = "forces",
     atom_energies_key: str | None = None,
     cell_key: str | None = None,
-    units: Units = DEFAULT_UNITS,
+    units: Units | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> AtomsDataset:
     """Read all frames of an ``.npz`` file.
@@ -34,8 +35,11 @@ def read_npz(
     ``forces_key`` ``(n_frames, n_atoms, 3)`` (``None`` skips forces); ``atom_energies_key``
     ``(n_frames, n_atoms)`` per-atom energy targets (``None``: none); ``cell_key``
     ``(n_frames, 3, 3)`` lattice vectors as rows, making the frames periodic. The defaults read rMD17
-    (Å, kcal/mol). Raises ``FileNotFoundError`` or ``ValueError`` naming the file for a missing
-    file or key, mismatched shapes, and NaN or infinite values.
+    (Å, kcal/mol). ``units`` default to those the file records (``length_unit``,
+    ``energy_unit``), else Å and kcal/mol; the optional ``masses``, ``names``, ``temperature``
+    and ``time_ps`` arrays become the dataset's ``system`` (:mod:`pyg_hipts.data.system`).
+    Raises ``FileNotFoundError`` or ``ValueError`` naming the file for a missing file or key,
+    mismatched shapes, and NaN or infinite values.
     """
     path = require_path(path)
     with np.load(path) as arrays:
@@ -50,4 +54,6 @@ def read_npz(
             cell_key=cell_key,
             dtype=dtype,
         )
-    return AtomsDataset(frames, units=units, source=str(path))
+        system = read_system_info(path, arrays, frames[0].num_nodes)
+        units = units or stored_units(path, arrays) or DEFAULT_UNITS
+    return AtomsDataset(frames, units=units, source=str(path), system=system)

@@ -22,6 +22,7 @@ from pyg_hipts.data.chunks import FrameChunk, dataset_chunks, stacked_chunks
 from pyg_hipts.data.dataset import Units
 from pyg_hipts.data.readers import hdf5, npz, read_dataset, resolve_format
 from pyg_hipts.data.readers._checks import problem, require_path
+from pyg_hipts.data.system import UNIT_KEYS, stored_units
 
 STREAMED_FORMATS = ("npz", "hdf5")
 """Formats read block by block; the others are read whole, then chunked."""
@@ -115,6 +116,14 @@ def _hdf5_chunks(path: Path, chunk_frames: int, keys: dict[str, Any]) -> Iterato
             )
 
 
+def _recorded_units(name: str, path: Path) -> Units | None:
+    """The units an npz file records (:func:`~pyg_hipts.data.system.stored_units`)."""
+    if name != "npz":
+        return None
+    with np.load(require_path(path)) as arrays:
+        return stored_units(path, {key: arrays[key] for key in UNIT_KEYS if key in arrays.files})
+
+
 def read_chunks(
     path: str | Path, format: str | None = None, chunk_frames: int = 10_000, **options: Any
 ) -> ChunkSource:
@@ -127,7 +136,7 @@ def read_chunks(
     streamers = {"npz": (_npz_chunks, npz.DEFAULT_UNITS), "hdf5": (_hdf5_chunks, hdf5.DEFAULT_UNITS)}
     if name in streamers:
         reader, default_units = streamers[name]
-        units = options.pop("units", default_units)
+        units = options.pop("units", None) or _recorded_units(name, path) or default_units
         return ChunkSource(units, dtype, reader(require_path(path), chunk_frames, options), True)
     dataset = read_dataset(path, name, dtype=dtype, **options)
     return ChunkSource(dataset.units, dtype, dataset_chunks(dataset, chunk_frames), False)
