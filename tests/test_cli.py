@@ -183,12 +183,25 @@ RUNS = (
     + [["configs/cg_ala2.yaml", "--config", name] for name in _config_names("cg/*.yaml")]
 )
 COMPARISONS = _config_names("compare_*.yaml")
+MAPS = _config_names("cg_map/*.yaml")
 
 
 def test_every_config_is_checked() -> None:
-    checked = {part for run in RUNS for part in run if part.startswith("configs/")} | set(COMPARISONS)
+    checked = (
+        {part for run in RUNS for part in run if part.startswith("configs/")} | set(COMPARISONS) | set(MAPS)
+    )
     assert checked == set(_config_names("**/*.yaml"))
-    assert len(RUNS) >= 12 and len(COMPARISONS) >= 2
+    assert len(RUNS) >= 12 and len(COMPARISONS) >= 2 and len(MAPS) >= 1
+
+
+@pytest.mark.parametrize("name", MAPS)
+def test_mapping_configs_parse_into_beads(name: str) -> None:
+    """Every bead spec has atoms and a known force map (tests/test_cg_workflow.py maps real
+    frames with them)."""
+    from pyg_hipts.cg_workflow.map_frames import parser
+
+    options = parser().parse_args(["--config", str(REPO / name), "--input", "in.npz", "--output", "out.npz"])
+    assert options.beads and all("atoms" in bead for bead in options.beads)
 
 
 def _data_overrides(configs: list[str], tmp_path: Path) -> list[str]:

@@ -14,7 +14,7 @@ input's units), ``masses`` (amu, each bead's atoms summed), ``names``, ``tempera
 ``pyg-hipts fit`` and ``pyg-hipts cg simulate`` need (:mod:`pyg_hipts.data.system`).
 Options come from ``--config map.yaml`` and the command line (the command line wins)::
 
-    pyg-hipts cg map --config configs/cg/map_ala2_backbone.yaml \\
+    pyg-hipts cg map --config configs/cg_map/ala2_backbone.yaml \\
         --input runs/ala2_aa/ala2_300K.npz --output runs/ala2_aa/ala2_cg.npz
 """
 

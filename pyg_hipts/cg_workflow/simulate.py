@@ -12,7 +12,8 @@ rewritten (atomically), so a stopped run loses at most one segment:
 - ``state.npz``: the last ``positions`` and ``velocities [R, n, 3]`` (float64), ``step``,
   ``time_ps`` and the run's options.
 
-``--continue`` extends the run in ``--output`` by ``--steps`` from its state, with its
+``--without pyg_hipts.nn.HipNN`` simulates the checkpoint's sum without its network (the priors
+alone). ``--continue`` extends the run in ``--output`` by ``--steps`` from its state, with its
 velocities and options (the checkpoint, time step, friction, temperature) and new random forces.
 ::
 
@@ -33,12 +34,14 @@ import torch
 from pyg_hipts.cg_workflow.options import command_parser
 from pyg_hipts.data import read_dataset
 from pyg_hipts.md import BAOAB, langevin_integrator
-from pyg_hipts.potentials import Potential, load_potential
+from pyg_hipts.potentials import Potential, SumPotential, load_potential
+from pyg_hipts.potentials.io import resolve_class
 from pyg_hipts.train.checkpoints import checkpoint_system
 
 TRAJECTORY_FILE = "trajectory.npz"
 STATE_FILE = "state.npz"
 RUN_OPTIONS = (
+    "without",
     "checkpoint",
     "timestep_fs",
     "friction_per_ps",
@@ -90,6 +93,18 @@ def _run_options(options: Any) -> dict[str, Any]:
     return chosen | {"temperature": float(temperature), "masses": list(masses), "names": system.names}
 
 
+def _without(potential: Potential, class_paths: list[str]) -> Potential:
+    """``potential`` without its terms of the classes at ``class_paths`` (e.g. the network, to
+    simulate the priors alone)."""
+    for path in class_paths:
+        if not isinstance(potential, SumPotential):
+            raise ValueError(
+                f"--without needs a sum of potentials, the checkpoint holds a {type(potential).__name__}"
+            )
+        potential = potential.without(resolve_class(path, Potential))
+    return potential
+
+
 def _integrator(potential: Potential, z: torch.Tensor, cell, run: dict[str, Any], seed: int) -> BAOAB:
     pbc = None if cell is None else torch.ones(3, dtype=torch.bool)
     return langevin_integrator(
@@ -125,7 +140,7 @@ def simulate(options: Any) -> Path:
         z, x, cell = starting_frames(options)
         v, step, segment = None, 0, 0
         trajectory = None
-    potential = load_potential(run["checkpoint"]).to(torch.float64).eval()
+    potential = _without(load_potential(run["checkpoint"]).to(torch.float64).eval(), run["without"])
     if len(run["masses"]) != len(z):
         raise ValueError(f"{len(run['masses'])} masses for structures of {len(z)} beads")
     integrator = _integrator(potential, z, cell, run, run["seed"])
@@ -204,6 +219,13 @@ def parser():
     parser.add_argument("--segment_steps", type=int, default=5000, help="steps between two saves")
     parser.add_argument("--min_distance", type=float, help="stop when two beads come closer (length)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--without",
+        type=str,
+        nargs="*",
+        default=[],
+        help="class paths of terms to leave out (pyg_hipts.nn.HipNN)",
+    )
     parser.add_argument("--continue", dest="resume", action="store_true", help="extend the run in --output")
     parser.add_argument("--overwrite", action="store_true", help="replace a run in --output")
     return parser

@@ -9,8 +9,10 @@ otherwise. The sizes:
 
 - ``n_val`` frames for validation, or ``round(val_fraction · n)`` when ``n_val`` is not given;
 - with ``test_file`` every frame of that file is a test frame (``n_test`` must be left unset);
-  otherwise ``n_test`` frames of ``train_file`` are, or all frames left after ``n_train`` and
-  ``n_val``, or none when neither ``n_train`` nor ``n_test`` is given;
+  otherwise ``n_test`` frames of ``train_file`` are (or ``round(test_fraction · n)`` when
+  ``n_test`` is not given), or all
+  frames left after ``n_train`` and ``n_val``, or none when none of ``n_train``, ``n_test`` and
+  ``test_fraction`` is given;
 - ``n_train`` frames for training, by default all the others.
 
 ``split_file`` reuses a split saved earlier instead. The split in use is written as ``split.npz``
@@ -80,7 +82,8 @@ class AtomsDataModule(LightningDataModule):
         test_reader_options: reader options for ``test_file`` and ``predict_file`` when they are
             laid out differently (e.g. training labels with ``atom_energies``, a plain test file);
             by default ``reader_options``.
-        n_train, n_val, n_test, val_fraction: split sizes (see the module docstring).
+        n_train, n_val, n_test, val_fraction, test_fraction: split sizes (see the module
+            docstring); fractions make a config fit files of any length.
         split: ``"auto"``, ``"random"`` or ``"blocks"`` (see the module docstring).
         split_file: an existing ``split.npz`` to use instead of drawing one.
         batch_size: structures per training batch.
@@ -106,6 +109,7 @@ class AtomsDataModule(LightningDataModule):
         n_val: int | None = None,
         n_test: int | None = None,
         val_fraction: float = 0.05,
+        test_fraction: float | None = None,
         split: str = "auto",
         split_file: str | None = None,
         batch_size: int = 32,
@@ -118,9 +122,10 @@ class AtomsDataModule(LightningDataModule):
         super().__init__()
         if split not in SPLIT_METHODS:
             raise ValueError(f"split must be one of {list(SPLIT_METHODS)}, got {split!r}")
-        if test_file is not None and n_test is not None:
+        if test_file is not None and (n_test is not None or test_fraction is not None):
             raise ValueError(
-                "n_test selects test frames from train_file; with test_file all its frames are used"
+                "n_test and test_fraction select test frames from train_file; "
+                "with test_file all its frames are used"
             )
         self.save_hyperparameters()
         self._files: dict[str, AtomsDataset] = {}
@@ -189,7 +194,11 @@ class AtomsDataModule(LightningDataModule):
         if hp.split_file is not None:
             return load_split(hp.split_file, n, dataset=self._train_source())
         n_val = hp.n_val if hp.n_val is not None else round(hp.val_fraction * n)
-        n_test = 0 if hp.test_file is not None or (hp.n_train is None and hp.n_test is None) else hp.n_test
+        n_test = (
+            hp.n_test if hp.n_test is not None or hp.test_fraction is None else round(hp.test_fraction * n)
+        )
+        if hp.test_file is not None or (hp.n_train is None and n_test is None):
+            n_test = 0
         n_train = hp.n_train if hp.n_train is not None else n - n_val - (n_test or 0)
         if self.split_method == "blocks":
             return block_split(n, n_train=n_train, n_val=n_val, n_test=n_test)
