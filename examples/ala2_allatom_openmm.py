@@ -8,8 +8,8 @@ forces (kcal/mol/Å, the potential's forces; constraint forces are not included)
 potential energy (kcal/mol) are kept. Written in the rMD17 npz layout that ``pyg-hipts`` reads
 (``nuclear_charges``, ``coords``, ``forces``, ``energies``) plus what ``pyg-hipts cg map``
 reads (:mod:`pyg_hipts.data.system`): ``time_ps``, ``temperature``, ``masses`` (the elements'
-masses) and ``names`` (atom labels such as ``ALA2:CA``). The hydrogen constraints act between a hydrogen and its
-heavy atom, so they cancel in any bead force that sums over both. Hydrogen masses are
+masses) and ``names`` (atom labels such as ``ALA2:CA``). The hydrogen constraints act between
+a hydrogen and its heavy atom, so they cancel in any bead force that sums over both. Hydrogen masses are
 repartitioned to ``--hydrogen_mass`` (4 amu) for the 4 fs step: masses do not change the
 Boltzmann distribution of configurations, which is all that force matching uses.
 

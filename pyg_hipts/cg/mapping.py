@@ -180,6 +180,25 @@ def _atom_indices(reference: Any, labels: Sequence[str] | None, n_atoms: int, wh
     return found
 
 
+def molecule_beads(
+    n_atoms: int, size: int, name: str = "W", position: str | int = "com"
+) -> list[dict[str, Any]]:
+    """Bead specs of one bead per molecule for a box of identical molecules of ``size`` atoms
+    stored one after another; ``position`` is ``"com"`` or an atom index within the molecule
+    (``0``: the oxygen of water stored as O, H, H)."""
+    if size < 1 or n_atoms % size:
+        raise ValueError(f"{n_atoms} atoms are not a whole number of molecules of {size} atoms")
+    if position != "com" and not 0 <= int(position) < size:
+        raise ValueError(f"position {position!r} is not 'com' or an atom index below {size}")
+    beads = []
+    for first in range(0, n_atoms, size):
+        spec = {"name": name, "atoms": list(range(first, first + size))}
+        beads.append(
+            spec | ({"position": "com"} if position == "com" else {"position": first + int(position)})
+        )
+    return beads
+
+
 def mapping_from_spec(
     beads: Sequence[MappingABC[str, Any]],
     masses: Sequence[float] | np.ndarray,

@@ -4,19 +4,23 @@ For each trajectory of ``pyg-hipts cg simulate`` (``--trajectory``, repeatable, 
 ``--labels``), after dropping the first ``--discard_ps``:
 
 - distributions of the bonds, angles and dihedrals (``--bonds`` / ``--angles`` /
-  ``--dihedrals``; by default those of a linear chain of beads ``0-1-2-…``) and their
+  ``--dihedrals``; by default, for a molecule (no cell), those of a linear chain of beads
+  ``0-1-2-…``; none for a periodic box) and their
   Jensen–Shannon divergences from the reference's (:func:`pyg_hipts.cg.analysis.jensen_shannon`);
 - with ``--phi_psi i j k l m`` (φ = dihedral i-j-k-l, ψ = j-k-l-m): the (φ, ψ) free energy
   ``−kT ln p`` (``kT`` at the temperature the reference file records, in its energy unit),
   its Jensen–Shannon divergence, and the α / β / αL populations
   (:func:`pyg_hipts.cg.analysis.state_populations`);
-- for periodic trajectories with ``--rdf_max``: ``g(r)`` of all beads and its first peak;
+- for periodic trajectories with ``--rdf_max``: ``g(r)`` of all beads, its first peak, and the
+  close contacts: bead pairs per frame closer than ``--contact_distance`` (by default where the
+  reference's ``g(r)`` first reaches 0.5, the onset of its first shell);
 - block averages: the run cut into ``--blocks`` time blocks; in each, the populations with
   standard errors over the independent replicas. A run is called converged when the means of
   its first and second halves differ by less than three combined standard errors for every state.
 
-Writes ``<output>/report.json`` and the figures ``internal_coordinates.png``,
-``ramachandran.png``, ``convergence.png`` (and ``rdf.png``)::
+Writes ``<output>/report.json`` and the figures ``internal_coordinates.png`` (when there are any),
+``ramachandran.png``, ``convergence.png`` (and ``rdf.png`` with its curves in ``rdf.npz``:
+``r`` and ``g_<label>`` per run and ``g_reference``)::
 
     pyg-hipts cg analyze --reference runs/cg/ala2_cg.npz --trajectory runs/cg/md/trajectory.npz \\
         --labels "priors + HIP-NN-TS" --phi_psi 0 1 2 3 4 --output runs/cg/analysis
@@ -34,6 +38,7 @@ import torch
 
 from pyg_hipts.cg import angles, dihedrals, distances
 from pyg_hipts.cg.analysis import (
+    close_pair_counts,
     first_peak,
     jensen_shannon,
     radial_distribution,
@@ -69,7 +74,7 @@ def read_reference(path: Path) -> Samples:
     with np.load(path) as arrays:
         positions = np.asarray(arrays["coords"], dtype=np.float64)
         times = arrays["time_ps"] if "time_ps" in arrays.files else np.arange(len(positions), dtype=float)
-        cell = np.asarray(arrays["cells"][0]) if "cells" in arrays.files else None
+        cell = np.asarray(arrays["cell"][0]) if "cell" in arrays.files else None
         temperature = float(arrays["temperature"]) if "temperature" in arrays.files else None
         energy_unit = str(arrays["energy_unit"]) if "energy_unit" in arrays.files else None
     return Samples(positions[:, None], np.asarray(times, dtype=np.float64), cell, temperature, energy_unit)
@@ -172,7 +177,9 @@ def analyze(options: Any) -> dict[str, Any]:
         for label, path in zip(labels, options.trajectory, strict=True)
     }
     n_beads = reference.positions.shape[-2]
-    topology = chain_topology(n_beads)
+    topology = (
+        chain_topology(n_beads) if reference.cell is None else {"bonds": [], "angles": [], "dihedrals": []}
+    )
     topology.update({k: getattr(options, k) for k in topology if getattr(options, k) is not None})
     coordinates = {"reference": internal_coordinates(reference.positions, topology)} | {
         label: internal_coordinates(run.positions, topology) for label, run in runs.items()
@@ -192,7 +199,8 @@ def analyze(options: Any) -> dict[str, Any]:
             "analysed_ps_per_replica": float(run.time_ps[-1] - run.time_ps[0]),
             "jensen_shannon": divergence,
         }
-    plot_internal_coordinates(coordinates, output / "internal_coordinates.png")
+    if coordinates["reference"]:
+        plot_internal_coordinates(coordinates, output / "internal_coordinates.png")
     if options.phi_psi is not None:
         _ramachandran_report(options, reference, runs, report, output)
     if options.rdf_max is not None:
@@ -225,25 +233,54 @@ def _ramachandran_report(
 def _rdf_report(
     options: Any, reference: Samples, runs: dict[str, Samples], report: dict, output: Path
 ) -> None:
-    """``g(r)`` of every run and the reference (periodic data), with first peaks, into ``report``."""
-    curves = {}
-    for label, samples in {"reference": reference} | runs.items():
+    """``g(r)`` of every run and the reference (periodic data), with first peaks and close-contact
+    counts, into ``report``."""
+    curves, counted = {}, {"reference": reference} | runs
+    for label, samples in counted.items():
         if samples.cell is None:
             raise ValueError(f"{label}: --rdf_max needs periodic frames (a cell)")
         n = samples.positions.shape[-2]
-        r, g = radial_distribution(samples.positions.reshape(-1, n, 3), samples.cell, options.rdf_max)
-        curves[label] = (r, g)
+        curves[label] = radial_distribution(
+            samples.positions.reshape(-1, n, 3), samples.cell, options.rdf_max
+        )
+    r, g_reference = curves["reference"]
+    contact = options.contact_distance
+    if contact is None:  # the onset of the first shell of the reference
+        contact = float(r[np.argmax(g_reference >= 0.5)])
+    report["contact_distance"] = contact
+    for label, samples in counted.items():
+        n = samples.positions.shape[-2]
+        counts = close_pair_counts(samples.positions.reshape(-1, n, 3), samples.cell, contact)
         target = report["reference"] if label == "reference" else report["runs"][label]
-        target["rdf_first_peak"] = dict(zip(("position", "height"), first_peak(r, g), strict=True))
+        target["rdf_first_peak"] = dict(zip(("position", "height"), first_peak(*curves[label]), strict=True))
+        target["close_contacts_per_frame"] = float(counts.mean())
     plot_rdf(curves, output / "rdf.png")
+    np.savez(output / "rdf.npz", r=r, **{f"g_{label}": g for label, (_, g) in curves.items()})
 
 
 def _print_summary(report: dict[str, Any]) -> None:
     reference = report["reference"].get("populations")
     if reference:
         print("reference: " + ", ".join(f"{k} {100 * v:.1f} %" for k, v in reference.items()))
+    if "rdf_first_peak" in report["reference"]:
+        peak = report["reference"]["rdf_first_peak"]
+        print(
+            f"reference: g(r) first peak {peak['position']:.3f} / {peak['height']:.3f}, "
+            f"{report['reference']['close_contacts_per_frame']:.2f} pairs per frame "
+            f"under {report['contact_distance']:.3f}"
+        )
     for label, entry in report["runs"].items():
-        line = f"{label}: JS " + ", ".join(f"{v:.3f}" for v in entry["jensen_shannon"].values())
+        divergences = entry["jensen_shannon"]
+        line = f"{label}:"
+        if divergences:
+            worst = max(divergences, key=divergences.get)
+            mean = float(np.mean(list(divergences.values())))
+            line += f" JS of {len(divergences)} internal coordinates: mean {mean:.3f}"
+            line += f", largest {divergences[worst]:.3f} ({worst})"
+        if "rdf_first_peak" in entry:
+            peak = entry["rdf_first_peak"]
+            line += f" g(r) first peak {peak['position']:.3f} / {peak['height']:.3f}"
+            line += f", {entry['close_contacts_per_frame']:.2f} close contacts per frame"
         if "populations" in entry:
             errors = {k: e[-1] for k, e in entry["blocks"]["standard_error"].items()}
             shares = ", ".join(f"{k} {100 * v:.1f} %" for k, v in entry["populations"].items())
@@ -267,6 +304,8 @@ def parser():
     parser.add_argument("--dihedrals", type=list[list[int]])
     parser.add_argument("--phi_psi", type=int, nargs=5, help="beads i j k l m of φ = ijkl and ψ = jklm")
     parser.add_argument("--rdf_max", type=float, help="g(r) up to this distance (periodic runs)")
+    parser.add_argument("--rdf_bin_width", type=float, default=0.05, help="g(r) bin width (length)")
+    parser.add_argument("--contact_distance", type=float, help="close-contact distance (length)")
     parser.add_argument("--discard_ps", type=float, default=0.0, help="equilibration dropped from each run")
     parser.add_argument("--blocks", type=int, default=5, help="time blocks of the block averages")
     return parser

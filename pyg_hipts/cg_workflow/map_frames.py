@@ -4,14 +4,16 @@ The input is any file the package reads (npz, extended XYZ, ASE db, HDF5, deepmd
 or a DCD / XTC / TRR / NetCDF trajectory with ``--topology`` and ``--forces`` (through
 ``mdtraj``, ``pip install -e ".[cg]"``). Each bead is given by its atoms (indices, labels such
 as ``ALA2:CA`` or patterns such as ``NME3:*``), where it sits (``com`` or one atom) and a name;
-see :func:`pyg_hipts.cg.mapping_from_spec`. Bead forces are the sums of their atoms' forces by
-default (``--force_map sum``; constraint forces inside a bead cancel in it), or the force on the
-position atom (``--force_map position``).
+see :func:`pyg_hipts.cg.mapping_from_spec`; or ``--molecules`` gives one bead per molecule of
+a box of identical molecules (:func:`pyg_hipts.cg.mapping.molecule_beads`). Bead forces are the
+sums of their atoms' forces by default (``--force_map sum``; constraint forces inside a bead
+cancel in it), or the force on the position atom (``--force_map position``).
 
 The output ``.npz`` holds ``nuclear_charges`` (bead types), ``coords`` and ``forces`` (the
 input's units), ``masses`` (amu, each bead's atoms summed), ``names``, ``temperature``,
-``time_ps``, ``length_unit``, ``energy_unit`` and, for periodic input, ``cells``: everything
-``pyg-hipts fit`` and ``pyg-hipts cg simulate`` need (:mod:`pyg_hipts.data.system`).
+``time_ps``, ``length_unit``, ``energy_unit`` and, for periodic input, ``cell [F, 3, 3]``
+(read with ``reader_options: {cell_key: cell}``): everything ``pyg-hipts fit`` and
+``pyg-hipts cg simulate`` need (:mod:`pyg_hipts.data.system`).
 Options come from ``--config map.yaml`` and the command line (the command line wins)::
 
     pyg-hipts cg map --config configs/cg_map/ala2_backbone.yaml \\
@@ -29,7 +31,7 @@ import torch
 from ase.data import atomic_masses
 
 from pyg_hipts.cg import Mapping, atom_labels, mapping_from_spec
-from pyg_hipts.cg.mapping import FORCE_MAPS
+from pyg_hipts.cg.mapping import FORCE_MAPS, molecule_beads
 from pyg_hipts.cg_workflow.options import command_parser
 from pyg_hipts.data import read_dataset
 from pyg_hipts.data.system import SystemInfo
@@ -148,9 +150,12 @@ def build_mapping(frames: AllAtomFrames, options: Any) -> Mapping:
         masses = masses or tuple(topology_masses)
     if masses is None:
         masses = atomic_masses[frames.z]
-    if not options.beads:
-        raise ValueError("no beads: give --beads (a list of {atoms, position, name}) or a --config with them")
-    return mapping_from_spec(options.beads, masses, labels, options.force_map)
+    if bool(options.beads) == (options.molecules is not None):
+        raise ValueError(
+            "give either --beads (a list of {atoms, position, name}) or --molecules, in a --config or here"
+        )
+    beads = options.beads or molecule_beads(len(frames.z), **options.molecules)
+    return mapping_from_spec(beads, masses, labels, options.force_map)
 
 
 def map_frames(options: Any) -> Path:
@@ -191,18 +196,26 @@ def map_frames(options: Any) -> Path:
         "energy_unit": np.array(frames.units.energy),
     }
     if cells is not None:
-        arrays["cells"] = cells
+        arrays["cell"] = cells
     output = Path(options.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(output.name + ".partial.npz")
     np.savez(partial, **arrays)
     partial.replace(output)
     mapped = sum(len(bead.atoms) for bead in mapping.beads)
+    kinds: dict[tuple[str, int], list[float]] = {}
+    for bead, mass in zip(mapping.beads, mapping.bead_masses, strict=True):
+        kinds.setdefault((bead.name, bead.type), []).append(float(mass))
+    described = ", ".join(
+        f"{name} (type {kind}) ×{len(masses)}, {min(masses):.3f}–{max(masses):.3f} amu"
+        if max(masses) - min(masses) > 1e-6
+        else f"{name} (type {kind}) ×{len(masses)}, {masses[0]:.3f} amu"
+        for (name, kind), masses in kinds.items()
+    )
     print(
-        f"wrote {output}: {len(positions)} frames of {len(mapping.beads)} beads "
-        f"({', '.join(f'{b.name}={b.type}' for b in mapping.beads)}; masses "
-        f"{', '.join(f'{m:.3f}' for m in mapping.bead_masses)} amu) from {mapped} of {len(frames.z)} atoms, "
-        f"{temperature:g} K, forces by {mapping.force_map}, {frames.units.length} and {frames.units.energy}"
+        f"wrote {output}: {len(positions)} frames of {len(mapping.beads)} beads [{described}] from {mapped} "
+        f"of {len(frames.z)} atoms, {temperature:g} K, forces by {mapping.force_map}, "
+        f"{frames.units.length} and {frames.units.energy}"
     )
     return output
 
@@ -218,6 +231,9 @@ def parser():
     parser.add_argument("--forces", help="forces .npy [F, n, 3] of a DCD / XTC input")
     parser.add_argument("--force_unit", default="kJ/mol/nm", help="unit of --forces (energy/length)")
     parser.add_argument("--beads", type=list[dict[str, Any]], default=[], help="bead specs (see above)")
+    parser.add_argument(
+        "--molecules", type=dict[str, Any], help="one bead per molecule: {size: 3, name: W, position: com}"
+    )
     parser.add_argument("--force_map", choices=FORCE_MAPS, default="sum")
     parser.add_argument("--temperature", type=float, help="K (default: what the input records)")
     parser.add_argument("--frame_spacing_ps", type=float, help="time between frames (default: the input's)")
