@@ -239,3 +239,64 @@ def test_simulate_segments_equal_continue_and_analyze(tmp_path: Path, mapped) ->
     assert json.loads((tmp_path / "analysis" / "report.json").read_text()) == report
     for figure in ("internal_coordinates.png", "ramachandran.png", "convergence.png"):
         assert (tmp_path / "analysis" / figure).stat().st_size > 10_000
+
+
+def test_liquid_one_bead_per_molecule_and_its_rdf(tmp_path: Path) -> None:
+    """A periodic box of 27 three-atom molecules (O, H, H) wrapped across the boundary: centres
+    of mass made whole, forces summed, and g(r) of the reference against itself."""
+    generator = np.random.default_rng(1)
+    edge, n_frames = 9.0, 6
+    centres = (np.stack(np.meshgrid(*[np.arange(3)] * 3), -1).reshape(-1, 3) + 0.5) * 3.0
+    offsets = np.array([[0.0, 0.0, 0.0], [0.96, 0.0, 0.0], [-0.24, 0.93, 0.0]])
+    atoms = (centres[:, None] + offsets).reshape(-1, 3)
+    positions = atoms + 0.1 * generator.standard_normal((n_frames, 81, 3))
+    forces = generator.standard_normal((n_frames, 81, 3))
+    cell = np.broadcast_to(np.eye(3) * edge, (n_frames, 3, 3))
+    z = np.tile([8, 1, 1], 27)
+    np.savez(
+        tmp_path / "box.npz",
+        nuclear_charges=z,
+        coords=positions % edge,
+        forces=forces,
+        energies=np.zeros(n_frames),
+        cell=cell,
+        time_ps=np.arange(1.0, n_frames + 1),
+        temperature=np.array(300.0),
+    )
+    output = run_cli(
+        [
+            *("cg", "map", "--input", str(tmp_path / "box.npz"), "--reader_options", "{cell_key: cell}"),
+            *("--molecules", "{size: 3, name: W}", "--output", str(tmp_path / "beads.npz")),
+        ]
+    )
+    masses = np.array([15.999, 1.008, 1.008])
+    with np.load(output) as beads:
+        whole = positions.reshape(n_frames, 27, 3, 3)
+        expected = (whole * masses[:, None]).sum(2) / masses.sum()
+        shift = np.round((beads["coords"] - expected) / edge) * edge  # the bead may sit in any image
+        np.testing.assert_allclose(beads["coords"] - shift, expected, atol=1e-9)
+        np.testing.assert_allclose(beads["forces"], forces.reshape(n_frames, 27, 3, 3).sum(2), atol=1e-9)
+        np.testing.assert_allclose(beads["masses"], np.full(27, masses.sum()), rtol=1e-4)
+        assert beads["cell"].shape == (n_frames, 3, 3) and beads["names"].tolist() == ["W"] * 27
+        np.savez(
+            tmp_path / "run.npz",
+            positions=beads["coords"][:, None],
+            time_ps=beads["time_ps"],
+            cell=beads["cell"][0],
+        )
+    report = run_cli(
+        [
+            *("cg", "analyze", "--reference", str(output), "--trajectory", str(tmp_path / "run.npz")),
+            *("--labels", "itself", "--rdf_max", "4.4", "--output", str(tmp_path / "analysis")),
+        ]
+    )
+    assert report["runs"]["itself"]["jensen_shannon"] == {}  # a box has no internal coordinates
+    assert report["runs"]["itself"]["rdf_first_peak"] == report["reference"]["rdf_first_peak"]
+    assert 2.5 < report["reference"]["rdf_first_peak"]["position"] < 3.5  # the 3 Å lattice
+    assert (
+        report["runs"]["itself"]["close_contacts_per_frame"]
+        == report["reference"]["close_contacts_per_frame"]
+        > 0
+    )
+    with np.load(tmp_path / "analysis" / "rdf.npz") as curves:
+        np.testing.assert_array_equal(curves["g_itself"], curves["g_reference"])
