@@ -198,6 +198,16 @@ def test_simulate_segments_equal_continue_and_analyze(tmp_path: Path, mapped) ->
         np.testing.assert_array_equal(alone["positions"][0], full["positions"][0])  # same starts
         assert not np.allclose(alone["positions"][-1], full["positions"][2])  # other forces
 
+    refined = run_cli(
+        [
+            *("cg", "refine", "--checkpoint", str(checkpoint), "--reference", str(data)),
+            *("--trajectory", str(whole / "trajectory.npz"), "--output", str(tmp_path / "refined.pt")),
+        ]
+    )
+    again = _simulate(refined, data, tmp_path / "refined_md", "--steps", "10")  # masses from the file
+    with np.load(again / "trajectory.npz") as run:
+        assert float(run["temperature"]) == 300.0 and run["positions"].shape == (3, 3, 5, 3)
+
     # the reference frames posing as a run: nothing differs from the reference
     with np.load(data) as cg:
         frames = cg["coords"].reshape(12, 5, 5, 3)  # 60 frames as 12 steps of 5 replicas

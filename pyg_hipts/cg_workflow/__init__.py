@@ -1,4 +1,4 @@
-"""Coarse-graining from the command line: ``pyg-hipts cg map | simulate | analyze``.
+"""Coarse-graining from the command line: ``pyg-hipts cg map | simulate | refine | analyze``.
 
 1. ``cg map``: all-atom frames with forces -> a coarse-grained training file with bead types,
    masses, names, temperature, frame times and units (:mod:`.map_frames`);
@@ -6,7 +6,10 @@
 3. ``cg simulate``: Langevin replicas of the trained model, with masses, types, temperature and
    units from the checkpoint; the trajectory and a final state with velocities, ``--continue``
    (:mod:`.simulate`);
-4. ``cg analyze``: distributions, free energies, populations and Jensen–Shannon divergences
+4. ``cg refine`` (optional): one step of iterative Boltzmann inversion of the one-dimensional
+   dihedral priors from a short simulation, for basin populations that force matching leaves
+   wrong (:mod:`.refine`);
+5. ``cg analyze``: distributions, free energies, populations and Jensen–Shannon divergences
    against the mapped reference, with block averages (:mod:`.analyze`).
 """
 
@@ -18,6 +21,7 @@ from typing import Any
 COMMANDS = {
     "map": "pyg_hipts.cg_workflow.map_frames",
     "simulate": "pyg_hipts.cg_workflow.simulate",
+    "refine": "pyg_hipts.cg_workflow.refine",
     "analyze": "pyg_hipts.cg_workflow.analyze",
 }
 

@@ -112,12 +112,18 @@ def _build_nested(value: Any, trusted: tuple[str, ...]) -> Any:
     return value
 
 
-def save_potential(potential: Potential, path: str | Path) -> Path:
+def save_potential(potential: Potential, path: str | Path, extra: Mapping[str, Any] | None = None) -> Path:
     """Write ``potential`` (spec and weights) to ``path``, atomically (a temporary file beside it
-    is renamed)."""
+    is renamed); ``extra`` adds entries of plain data (e.g. the ``system`` a training checkpoint
+    records)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"format": FORMAT, "potential": potential.spec(), "state_dict": potential.state_dict()}
+    payload = {
+        **(extra or {}),
+        "format": FORMAT,
+        "potential": potential.spec(),
+        "state_dict": potential.state_dict(),
+    }
     temporary = path.with_name(f".{path.name}.partial")
     try:
         torch.save(payload, temporary)
