@@ -72,7 +72,7 @@ def cg_model() -> tuple[Potential, np.ndarray]:
     arguments = next(
         t["init_args"] for t in config_terms("cg_ala2") if t["class_path"].endswith("TopologyPrior")
     )
-    prior = TopologyPrior([1, 2, 3], **arguments)
+    prior = TopologyPrior([1, 2, 3], **arguments, temperature=300.0)  # the cgnet simulation
     model = SumPotential([1, 2, 3], [prior, network("cg_ala2", [1, 2, 3], units)], units)
     data = AtomsDataset(
         [make_frame(np.array(CG_TYPES), p, None, dtype=torch.float64) for p in frames], units, "cgnet ala2"

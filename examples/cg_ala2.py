@@ -9,7 +9,9 @@ forces (e.g. from ``examples/ala2_allatom_openmm.py``), mapped by
 2. ``pyg-hipts fit --config configs/cg_ala2.yaml`` (split by time blocks);
 3. the force-matching loss on the test block: priors alone against priors + network;
 4. ``pyg-hipts cg simulate``: the trained model, and the priors alone (``--without``);
-5. ``pyg-hipts cg analyze``: both against the mapped reference -> ``<out>/analysis``.
+5. ``pyg-hipts cg refine``: one step of iterative Boltzmann inversion of the one-dimensional
+   dihedral priors from the trained model's run, then ``cg simulate`` of the refined model;
+6. ``pyg-hipts cg analyze``: all three against the mapped reference -> ``<out>/analysis``.
 
 From the project root::
 
@@ -84,6 +86,7 @@ def main() -> None:
     parser.add_argument("--discard_ps", type=float, default=20.0)
     parser.add_argument("--checkpoint", help="skip training and use this checkpoint")
     parser.add_argument("--config", action="append", default=[], help="YAML after configs/cg_ala2.yaml")
+    parser.add_argument("--keep_runs", action="store_true", help="reuse simulations already in --out")
     args = parser.parse_args()
     print(f"# python {shlex.join(sys.argv)}", flush=True)
     out = Path(args.out)
@@ -120,16 +123,32 @@ def main() -> None:
         + ", ".join(f"{name} {loss:.2f}" for name, loss in losses.items())
     )
 
-    runs = {"priors + HIP-NN-TS": out / "md_network", "priors alone": out / "md_priors"}
-    for name, folder in runs.items():
-        command(
-            [
-                *("cg", "simulate", "--checkpoint", str(checkpoint), "--start", str(data)),
-                *("--output", str(folder), "--replicas", str(args.replicas), "--steps", str(args.steps)),
-                *(["--without", "pyg_hipts.nn.HipNN"] if name == "priors alone" else []),
-                "--overwrite",
-            ]
-        )
+    runs = {"priors alone": out / "md_priors", "priors + HIP-NN-TS": out / "md_network"}
+    simulate(checkpoint, data, runs["priors alone"], args, "--without", "pyg_hipts.nn.HipNN")
+    simulate(checkpoint, data, runs["priors + HIP-NN-TS"], args)
+    refined = out / "refined.pt"
+    command(
+        [
+            *(
+                "cg",
+                "refine",
+                "--checkpoint",
+                str(checkpoint),
+                "--reference",
+                str(data),
+                "--output",
+                str(refined),
+            ),
+            *(
+                "--trajectory",
+                str(runs["priors + HIP-NN-TS"] / "trajectory.npz"),
+                "--discard_ps",
+                str(args.discard_ps),
+            ),
+        ]
+    )
+    runs["refined priors + HIP-NN-TS"] = out / "md_refined"
+    simulate(refined, data, runs["refined priors + HIP-NN-TS"], args)
     command(
         [
             *("cg", "analyze", "--reference", str(data), "--output", str(out / "analysis")),
@@ -137,6 +156,28 @@ def main() -> None:
             *("--labels", *runs),
             *("--phi_psi", "0", "1", "2", "3", "4"),
             *("--discard_ps", str(args.discard_ps)),
+        ]
+    )
+
+
+def simulate(checkpoint: Path, data: Path, folder: Path, args: argparse.Namespace, *extra: str) -> None:
+    """``cg simulate`` of ``checkpoint`` into ``folder`` (kept with ``--keep_runs`` when it is there)."""
+    if args.keep_runs and (folder / "state.npz").exists():
+        print(f"\nreusing the run in {folder}")
+        return
+    command(
+        [
+            *(
+                "cg",
+                "simulate",
+                "--checkpoint",
+                str(checkpoint),
+                "--start",
+                str(data),
+                "--output",
+                str(folder),
+            ),
+            *("--replicas", str(args.replicas), "--steps", str(args.steps), *extra, "--overwrite"),
         ]
     )
 

@@ -62,7 +62,9 @@ def default_model(frames: np.ndarray) -> Potential:
     with torch.no_grad():
         for parameter in network.parameters():
             parameter.mul_(0.1)
-    model = SumPotential([1, 2, 3], [TopologyPrior([1, 2, 3], **prior_args), network], units)
+    model = SumPotential(
+        [1, 2, 3], [TopologyPrior([1, 2, 3], **prior_args, temperature=TEMPERATURE), network], units
+    )
     data = [make_frame(np.array(BEAD_TYPES), p, None, dtype=torch.float64) for p in frames[::5]]
     model.terms[0].pre_fit(AtomsDataset(data, units, str(FRAMES)))
     return model

@@ -244,7 +244,11 @@ def test_topology_prior_on_a_molecule_wrapped_across_the_boundary() -> None:
         torch.testing.assert_close(stress[:, a, b], derivative, rtol=1e-5, atol=1e-9)
 
     topology = dict(
-        bonds=[[0, 1], [1, 2]], angles=[[0, 1, 2]], dihedral_maps=[QUADS], repulsion_pairs=[[0, 4]]
+        bonds=[[0, 1], [1, 2]],
+        angles=[[0, 1, 2]],
+        dihedral_maps=[QUADS],
+        repulsion_pairs=[[0, 4]],
+        temperature=300.0,
     )
     from_whole, from_wrapped = TopologyPrior([1, 2, 3], **topology), TopologyPrior([1, 2, 3], **topology)
     from_whole.pre_fit(_dataset(pos))
@@ -377,6 +381,7 @@ def fitted_cg_model(n_frames: int = 500) -> SumPotential:
                 dihedral_maps=[QUADS],
                 repulsion_pairs=[[0, 4]],
                 n_dihedral_terms=2,
+                temperature=300.0,
             ),
             lambda species: HipNN(
                 species,

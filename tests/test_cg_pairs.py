@@ -182,7 +182,14 @@ def _oxygen_beads(path: Path, n_frames: int) -> Path:
     forces = np.load(folder / "set.000" / "force.npy")[:n_frames].reshape(n_frames, -1, 3)[:, oxygen]
     cell = np.load(folder / "set.000" / "box.npy")[:n_frames].reshape(n_frames, 3, 3)
     forces = forces * energy_factor("eV", "kcal/mol")
-    np.savez(path, nuclear_charges=np.full(int(oxygen.sum()), 8), coords=coords, forces=forces, cell=cell)
+    np.savez(
+        path,
+        nuclear_charges=np.full(int(oxygen.sum()), 8),
+        coords=coords,
+        forces=forces,
+        cell=cell,
+        temperature=300.0,
+    )
     return path
 
 

@@ -47,7 +47,9 @@ def write_ala2(path: Path, n_frames: int) -> Path:
         pytest.skip(f"{ALA2} is not available")
     coords = np.load(ALA2 / "ala2_coordinates.npy")[:n_frames]
     forces = np.load(ALA2 / "ala2_forces.npy")[:n_frames]
-    np.savez(path, nuclear_charges=np.array(BEAD_TYPES), coords=coords, forces=forces)
+    np.savez(
+        path, nuclear_charges=np.array(BEAD_TYPES), coords=coords, forces=forces, temperature=np.array(300.0)
+    )
     return path
 
 

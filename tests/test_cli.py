@@ -132,6 +132,7 @@ def _write_ala2_beads(path: Path, n_frames: int = 40) -> None:
         nuclear_charges=np.array([1, 2, 3, 1, 2]),
         coords=np.load(folder / "ala2_coordinates.npy")[:n_frames],
         forces=np.load(folder / "ala2_forces.npy")[:n_frames],
+        temperature=np.array(300.0),
     )
 
 
@@ -150,7 +151,14 @@ def _write_water_beads(path: Path, n_frames: int = 8) -> None:
     assert all(len(group) == 3 for group in groups)
     mapping = Mapping.centers_of_mass(groups, np.where(types == 0, 15.999, 1.008), [1] * len(groups))
     beads = mapping.positions(pos, cell)
-    np.savez(path, nuclear_charges=mapping.types, coords=beads, forces=mapping.forces(forces), cell=cell)
+    np.savez(
+        path,
+        nuclear_charges=mapping.types,
+        coords=beads,
+        forces=mapping.forces(forces),
+        cell=cell,
+        temperature=np.array(300.0),
+    )
 
 
 SMALL_FILES: dict[str, Callable[[Path], None]] = {

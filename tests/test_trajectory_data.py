@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from pyg_hipts.cg import PairRepulsion, TopologyPrior
 from pyg_hipts.data import SystemInfo, block_split, read_npz
 from pyg_hipts.data.splits import load_split
 from pyg_hipts.train import AtomsDataModule
@@ -130,3 +131,23 @@ def test_checkpoint_keeps_the_system(tmp_path: Path) -> None:
     split = load_split(next(tmp_path.rglob("split.npz")))
     assert split["test"].tolist() == list(range(30, 40))
     assert torch.equal(split["train"], torch.arange(len(split["train"])))
+
+
+def test_prior_temperature_comes_from_the_data_or_must_agree(tmp_path: Path) -> None:
+    """A prior without a temperature takes the one its training file records; one whose
+    temperature differs from the file's is an error, not a silently wrong kT."""
+    dataset = read_npz(_trajectory(tmp_path / "cg.npz"), energy_key=None)  # records 310 K
+    taken = TopologyPrior([1, 2], bonds=[[0, 1], [1, 2]])
+    taken.pre_fit(dataset)
+    given = TopologyPrior([1, 2], bonds=[[0, 1], [1, 2]], temperature=310.0)
+    given.pre_fit(dataset)
+    assert taken.temperature == 310.0 and torch.equal(taken.terms[0].k, given.terms[0].k)
+    with pytest.raises(
+        ValueError, match="TopologyPrior: the temperature is 300 K, but the training data record 310 K"
+    ):
+        TopologyPrior([1, 2], bonds=[[0, 1]], temperature=300.0).pre_fit(dataset)
+    np.savez(tmp_path / "plain.npz", **_frames())
+    with pytest.raises(
+        ValueError, match="PairRepulsion: give a temperature, or train on a file that records one"
+    ):
+        PairRepulsion([1, 2], cutoff=3.0).pre_fit(read_npz(tmp_path / "plain.npz", energy_key=None))

@@ -27,6 +27,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 from torch_geometric.data import Batch
 
+from pyg_hipts.cg.priors import fitting_temperature
 from pyg_hipts.data.periodic import neighbour_pairs, pair_distances
 from pyg_hipts.potentials import Potential, Structures
 from pyg_hipts.units import Units, boltzmann_constant
@@ -64,7 +65,9 @@ class PairRepulsion(Potential):
 
     Args:
         species: bead types. cutoff: ``r_c`` (length unit). power: ``p``.
-        temperature: of the reference simulation, in kelvin (``ε = kT`` in the data's energy unit).
+        temperature: of the reference simulation, in kelvin (``ε = kT`` in the data's energy unit);
+            by default the one the training data record
+            (:func:`~pyg_hipts.cg.priors.fitting_temperature`).
         units: of positions and energies (set from the training data).
     """
 
@@ -73,18 +76,19 @@ class PairRepulsion(Potential):
         species: Sequence[int],
         cutoff: float,
         power: int = 12,
-        temperature: float = 300.0,
+        temperature: float | None = None,
         units: Units | None = None,
     ) -> None:
         if cutoff <= 0:
             raise ValueError(f"the pair repulsion needs a cutoff > 0, got {cutoff}")
-        if temperature <= 0:
+        if temperature is not None and temperature <= 0:
             raise ValueError(f"temperature must be > 0 K, got {temperature}")
         super().__init__(species, cutoff, units)
         size = len(self.species)
         self.register_buffer("sigma", torch.full((size, size), 0.5 * self.cutoff, dtype=torch.float64))
         self.register_buffer("epsilon", torch.zeros((), dtype=torch.float64))
-        self.power, self.temperature = int(power), float(temperature)
+        self.power = int(power)
+        self.temperature = None if temperature is None else float(temperature)
 
     def set_parameters(self, sigma: Sequence[Sequence[float]] | Tensor, epsilon: float) -> None:
         """Set ``σ`` (symmetric ``[S, S]``, every entry in ``(0, r_c)``) and ``ε``."""
@@ -114,6 +118,7 @@ class PairRepulsion(Potential):
     def pre_fit(self, dataset: Any) -> None:
         """``σ_ab`` = the closest approach of types ``a, b`` in the frames of ``dataset`` (the
         smallest ``σ`` for type pairs never within the cutoff), ``ε = k_B · temperature``."""
+        self.temperature = fitting_temperature(self.temperature, dataset, type(self).__name__)
         thermal_energy = boltzmann_constant(dataset.units.energy) * self.temperature
         frames = Batch.from_data_list(list(dataset))
         cell, pbc = getattr(frames, "cell", None), getattr(frames, "pbc", None)

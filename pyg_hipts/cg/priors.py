@@ -95,6 +95,18 @@ def dihedrals(pos: Tensor, quads: Tensor, cell: Tensor | None = None, pbc: Tenso
     return torch.atan2(sine, (n1 * n2).sum(-1))
 
 
+def fitting_temperature(own: float | None, dataset: Any, name: str) -> float:
+    """The temperature (K) a prior is fitted at: its own, else the one its training data record
+    (``dataset.system.temperature``, written by ``pyg-hipts cg map``). Neither, or two that
+    differ, is an error naming the prior."""
+    recorded = getattr(getattr(dataset, "system", None), "temperature", None)
+    if own is None and recorded is None:
+        raise ValueError(f"{name}: give a temperature, or train on a file that records one")
+    if own is not None and recorded is not None and abs(own - recorded) > 1e-6:
+        raise ValueError(f"{name}: the temperature is {own:g} K, but the training data record {recorded:g} K")
+    return float(own if own is not None else recorded)
+
+
 def fourier_basis(angle: Tensor, n_terms: int) -> Tensor:
     """``[..., 2M+1]`` values of ``(1, cos θ, sin θ, cos 2θ, sin 2θ, …, cos Mθ, sin Mθ)``."""
     m = torch.arange(1, n_terms + 1, dtype=angle.dtype, device=angle.device)

@@ -24,6 +24,7 @@ from pyg_hipts.cg.priors import (
     HarmonicBonds,
     PriorTerm,
     Repulsion,
+    fitting_temperature,
 )
 from pyg_hipts.potentials import Potential, Structures
 from pyg_hipts.units import Units, boltzmann_constant
@@ -57,7 +58,8 @@ class TopologyPrior(Potential):
             within one structure).
         dihedral_maps: pairs of dihedral quadruples ``[[i, j, k, l], [j, k, l, m]]`` with a joint
             two-dimensional Fourier prior (e.g. the backbone's φ and ψ).
-        temperature: of the reference simulation, in kelvin (``kT`` in the data's energy unit).
+        temperature: of the reference simulation, in kelvin (``kT`` in the data's energy unit); by
+            default the one the training data record (:func:`~pyg_hipts.cg.priors.fitting_temperature`).
         n_dihedral_terms: Fourier terms ``M`` per dihedral (and per angle of a dihedral map).
         repulsion_power: ``p`` of ``ε (σ/r)^p``.
         units: of positions and energies (set from the training data).
@@ -71,7 +73,7 @@ class TopologyPrior(Potential):
         dihedrals: Sequence[Sequence[int]] | None = None,
         dihedral_maps: Sequence[Sequence[Sequence[int]]] | None = None,
         repulsion_pairs: Sequence[Sequence[int]] | None = None,
-        temperature: float = 300.0,
+        temperature: float | None = None,
         n_dihedral_terms: int = 3,
         repulsion_power: int = 6,
         units: Units | None = None,
@@ -92,10 +94,10 @@ class TopologyPrior(Potential):
             terms.append(Repulsion(repulsion_pairs, [1.0] * len(repulsion_pairs), 0.0, repulsion_power))
         if not terms:
             raise ValueError("a topology prior needs at least one term (bonds, angles, dihedrals, ...)")
-        if temperature <= 0:
+        if temperature is not None and temperature <= 0:
             raise ValueError(f"temperature must be > 0 K, got {temperature}")
         self.terms = nn.ModuleList(terms)
-        self.temperature = float(temperature)
+        self.temperature = None if temperature is None else float(temperature)
         self.min_beads = 1 + max(int(term.index.max()) for term in terms)
 
     def stacked(self, structures: Structures) -> Tensor:
@@ -117,6 +119,7 @@ class TopologyPrior(Potential):
     def pre_fit(self, dataset: Any) -> None:
         """Boltzmann inversion of every term on the frames of ``dataset`` at
         ``kT = k_B · temperature`` in the data's energy unit (see :mod:`.priors`)."""
+        self.temperature = fitting_temperature(self.temperature, dataset, type(self).__name__)
         thermal_energy = boltzmann_constant(dataset.units.energy) * self.temperature
         frames = Batch.from_data_list(list(dataset))
         cell, pbc = getattr(frames, "cell", None), getattr(frames, "pbc", None)

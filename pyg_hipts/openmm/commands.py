@@ -32,7 +32,9 @@ from pyg_hipts.units import length_factor
 
 def model_temperature(potential: Potential) -> float | None:
     """The temperature (K) the potential's priors were fitted at, ``None`` without priors."""
-    temperatures = {t.temperature for t in flat_terms(potential) if hasattr(t, "temperature")}
+    temperatures = {
+        t.temperature for t in flat_terms(potential) if getattr(t, "temperature", None) is not None
+    }
     if len(temperatures) > 1:
         raise ValueError(f"the priors were fitted at different temperatures {sorted(temperatures)}")
     return temperatures.pop() if temperatures else None
