@@ -190,6 +190,14 @@ def test_simulate_segments_equal_continue_and_analyze(tmp_path: Path, mapped) ->
         assert int(state["step"]) == 20 and state["velocities"].shape == (3, 5, 3)
     with pytest.raises(FileExistsError, match="holds a run"):
         _simulate(checkpoint, data, tmp_path / "whole", "--steps", "10")
+    with pytest.raises(
+        ValueError, match=r"--steps \(12\) .* must be multiples of the run's --save_every \(5\)"
+    ):
+        run_cli(
+            ["cg", "simulate", "--output", str(whole), "--continue", "--steps", "12", "--segment_steps", "10"]
+        )
+    with pytest.raises(FileNotFoundError, match="no run to continue"):
+        run_cli(["cg", "simulate", "--output", str(tmp_path / "nothing"), "--continue", "--steps", "10"])
 
     priors = _simulate(
         checkpoint, data, tmp_path / "priors", "--steps", "10", "--without", "pyg_hipts.nn.HipNN"

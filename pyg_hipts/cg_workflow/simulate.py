@@ -125,6 +125,8 @@ def simulate(options: Any) -> Path:
     """Run or continue a simulation (see the module docstring); returns the output folder."""
     output = Path(options.output)
     if options.resume:
+        if not (output / STATE_FILE).is_file():
+            raise FileNotFoundError(f"{output}: no run to continue ({STATE_FILE} is missing)")
         with np.load(output / STATE_FILE) as state:
             run = json.loads(str(state["options"]))
             x, v = torch.from_numpy(state["positions"]), torch.from_numpy(state["velocities"])
@@ -140,6 +142,11 @@ def simulate(options: Any) -> Path:
         z, x, cell = starting_frames(options)
         v, step, segment = None, 0, 0
         trajectory = None
+    if options.steps % run["save_every"] or options.segment_steps % run["save_every"]:
+        raise ValueError(
+            f"--steps ({options.steps}) and --segment_steps ({options.segment_steps}) must be "
+            f"multiples of the run's --save_every ({run['save_every']})"
+        )
     potential = _without(load_potential(run["checkpoint"]).to(torch.float64).eval(), run["without"])
     if len(run["masses"]) != len(z):
         raise ValueError(f"{len(run['masses'])} masses for structures of {len(z)} beads")
@@ -235,9 +242,4 @@ def main(args: list[str]) -> Path:
     options = parser().parse_args(args)
     if not options.resume and (options.checkpoint is None or options.start is None):
         raise ValueError("a new run needs --checkpoint and --start")
-    if options.steps % options.save_every or options.segment_steps % options.save_every:
-        raise ValueError(
-            f"--steps ({options.steps}) and --segment_steps ({options.segment_steps}) must be "
-            f"multiples of --save_every ({options.save_every})"
-        )
     return simulate(options)
