@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 from torch_geometric.data import Batch
 
+from pyg_hipts.cg import FourierDihedrals, TopologyPrior
 from pyg_hipts.cli import run_cli
 from pyg_hipts.data import load_split, read_npz
 from pyg_hipts.nn import HipNN
@@ -126,29 +127,26 @@ def main() -> None:
     runs = {"priors alone": out / "md_priors", "priors + HIP-NN-TS": out / "md_network"}
     simulate(checkpoint, data, runs["priors alone"], args, "--without", "pyg_hipts.nn.HipNN")
     simulate(checkpoint, data, runs["priors + HIP-NN-TS"], args)
-    refined = out / "refined.pt"
-    command(
-        [
-            *(
-                "cg",
-                "refine",
-                "--checkpoint",
-                str(checkpoint),
-                "--reference",
-                str(data),
-                "--output",
-                str(refined),
-            ),
-            *(
-                "--trajectory",
-                str(runs["priors + HIP-NN-TS"] / "trajectory.npz"),
-                "--discard_ps",
-                str(args.discard_ps),
-            ),
-        ]
-    )
-    runs["refined priors + HIP-NN-TS"] = out / "md_refined"
-    simulate(refined, data, runs["refined priors + HIP-NN-TS"], args)
+    if any(isinstance(term, FourierDihedrals) for term in model.term(TopologyPrior).terms):
+        refined = out / "refined.pt"
+        network_run = str(runs["priors + HIP-NN-TS"] / "trajectory.npz")
+        command(
+            [
+                *("cg", "refine", "--checkpoint", str(checkpoint), "--reference", str(data)),
+                *(
+                    "--trajectory",
+                    network_run,
+                    "--discard_ps",
+                    str(args.discard_ps),
+                    "--output",
+                    str(refined),
+                ),
+            ]
+        )
+        runs["refined priors + HIP-NN-TS"] = out / "md_refined"
+        simulate(refined, data, runs["refined priors + HIP-NN-TS"], args)
+    else:
+        print("\nthe model has no one-dimensional dihedral priors: nothing to refine")
     command(
         [
             *("cg", "analyze", "--reference", str(data), "--output", str(out / "analysis")),
