@@ -54,6 +54,8 @@ def read_npz(
             cell_key=cell_key,
             dtype=dtype,
         )
+        if not frames:
+            raise ValueError(f"{path}: no frames")
         system = read_system_info(path, arrays, frames[0].num_nodes)
         units = units or stored_units(path, arrays) or DEFAULT_UNITS
     return AtomsDataset(frames, units=units, source=str(path), system=system)
