@@ -159,10 +159,15 @@ def _simulate(checkpoint: Path, data: Path, output: Path, *extra: str) -> Path:
     )
 
 
-def test_simulate_segments_equal_continue_and_analyze(tmp_path: Path, mapped) -> None:
+def test_simulate_segments_equal_continue_and_analyze(
+    tmp_path: Path, mapped, capsys: pytest.CaptureFixture[str]
+) -> None:
     data = mapped[0]
     checkpoint = _fit(data, tmp_path / "fit")
+    capsys.readouterr()
     whole = _simulate(checkpoint, data, tmp_path / "whole", "--steps", "20")
+    progress = [line for line in capsys.readouterr().out.splitlines() if "kinetic temperature" in line]
+    assert len(progress) == 2 and all(line.startswith("step ") for line in progress)  # one per segment
     _simulate(checkpoint, data, tmp_path / "parts", "--steps", "10")
     run_cli(
         [

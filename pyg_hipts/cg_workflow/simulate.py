@@ -176,7 +176,7 @@ def simulate(options: Any) -> Path:
     while remaining > 0:
         length = min(options.segment_steps, remaining)
         integrator.generator.manual_seed(run["seed"] + 1000 * (segment + 1))  # the same on --continue
-        piece = integrator.run(x, length, run["save_every"], velocities=v)
+        piece = integrator.run(x, length, run["save_every"], velocities=v, report_every=0)
         x, v = piece.positions[-1], piece.velocities[-1]
         step, remaining, segment = step + length, remaining - length, segment + 1
         trajectory["positions"] = np.concatenate(
@@ -200,7 +200,8 @@ def simulate(options: Any) -> Path:
         done = options.steps - remaining
         print(
             f"step {step} ({step * ps_per_step:g} ps), {elapsed:.0f} s, "
-            f"{elapsed / done * remaining:.0f} s left, {done / elapsed:.1f} steps/s",
+            f"{elapsed / done * remaining:.0f} s left, {done / elapsed:.1f} steps/s, "
+            f"kinetic temperature / target {integrator.kinetic_temperature_ratio(v):.3f}",
             flush=True,
         )
     print(f"wrote {output / TRAJECTORY_FILE} ({len(trajectory['time_ps'])} frames) and {output / STATE_FILE}")

@@ -106,10 +106,24 @@ class BAOAB:
                 f"{int(fused.sum())} replicas affected"
             )
 
+    def kinetic_temperature_ratio(self, velocities: Tensor) -> float:
+        """``<m v²> / kT`` over all replicas, beads and directions of ``velocities [R, n, 3]``: 1 at
+        equipartition."""
+        return float((self.masses.to(velocities) * velocities**2).mean() / self.thermal_energy)
+
     def run(
-        self, pos: Tensor, n_steps: int, save_every: int = 1, velocities: Tensor | None = None
+        self,
+        pos: Tensor,
+        n_steps: int,
+        save_every: int = 1,
+        velocities: Tensor | None = None,
+        report_every: int | None = None,
     ) -> Trajectory:
-        """Integrate ``n_steps`` from ``pos [R, n, 3]``; keep every ``save_every``-th frame."""
+        """Integrate ``n_steps`` from ``pos [R, n, 3]``; keep every ``save_every``-th frame.
+
+        Every ``report_every`` steps (default a tenth of the run; 0: never) the kinetic
+        temperature over the target is printed.
+        """
         x = pos.detach().clone()
         masses = self.masses.to(x)
         v = self.initial_velocities(x) if velocities is None else velocities.detach().clone()
@@ -117,7 +131,7 @@ class BAOAB:
         c2 = math.sqrt(1.0 - c1 * c1)
         force = self.forces(x).detach()
         saved_x, saved_v, saved_steps = [x.clone()], [v.clone()], [0]
-        report = max(n_steps // 10, 1)
+        report = max(n_steps // 10, 1) if report_every is None else report_every
         for step in range(1, n_steps + 1):
             start = x.clone()
             v = v + 0.5 * dt * force / masses
@@ -134,7 +148,7 @@ class BAOAB:
                 saved_x.append(x.clone())
                 saved_v.append(v.clone())
                 saved_steps.append(step)
-            if step % report == 0:
-                ratio = float((masses * v * v).mean() / self.thermal_energy)  # <m v²> per dof = kT
+            if report and step % report == 0:
+                ratio = self.kinetic_temperature_ratio(v)
                 print(f"  step {step}/{n_steps}: kinetic temperature / target {ratio:.3f}", flush=True)
         return Trajectory(torch.stack(saved_x), torch.stack(saved_v), torch.tensor(saved_steps))
