@@ -137,7 +137,7 @@ BASE = {
         "losses": [{"class_path": "pyg_hipts.train.losses.EnergyLoss"}, FORCE_LOSS],
     },
     "data": {"train_file": "embedded:ethanol", "n_train": 20, "n_val": 10, "n_test": 10, "batch_size": 10},
-    "trainer": {"max_epochs": 2, "accelerator": "cpu", "devices": 1, "inference_mode": False},
+    "trainer": {"max_epochs": 50, "accelerator": "cpu", "devices": 1, "inference_mode": False},
 }
 SCHNET_NETWORK = {
     "class_path": "torch_geometric.nn.models.SchNet",
@@ -163,7 +163,13 @@ def test_compare_command_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(sys, "argv", ["pyg-hipts"])
     (tmp_path / "base.yaml").write_text(yaml.safe_dump(BASE))
     (tmp_path / "schnet.yaml").write_text(yaml.safe_dump(SCHNET))
-    comparison = {"base_config": "base.yaml", "minutes": 2, "threads": 1, "output_dir": "report"}
+    comparison = {
+        "base_config": "base.yaml",
+        "minutes": 2,
+        "max_epochs": 2,
+        "threads": 1,
+        "output_dir": "report",
+    }
     comparison["models"] = {"HIP-NN-TS": "base", "SchNet": "schnet.yaml"}
     (tmp_path / "compare.yaml").write_text(yaml.safe_dump(comparison))
     main(["compare", "--config", "compare.yaml"])
@@ -181,9 +187,20 @@ def test_compare_command_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert splits[0] == splits[1]
 
 
-@pytest.mark.parametrize("name", ["compare_rmd17_aspirin", "compare_rmd17_ethanol"])
-def test_shipped_comparisons_name_existing_configs(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    "name, models",
+    [
+        ("compare_rmd17_aspirin", {"HIP-NN-TS", "SchNet", "DimeNet++", "ViSNet"}),
+        ("compare_rmd17_ethanol", {"HIP-NN-TS", "SchNet", "DimeNet++", "ViSNet"}),
+        ("compare_peers_rmd17_aspirin", {"HIP-NN-TS", "MACE", "ANI"}),
+        ("compare_peers_rmd17_ethanol", {"HIP-NN-TS", "MACE", "ANI"}),
+        ("compare_hippynn_rmd17_ethanol", {"HIP-NN-TS", "hippynn HIP-NN-TS"}),
+    ],
+)
+def test_shipped_comparisons_name_existing_configs(
+    name: str, models: set, monkeypatch: pytest.MonkeyPatch
+) -> None:
     root = Path(__file__).resolve().parents[1]
     monkeypatch.chdir(root)
     config = read_comparison(root / "configs" / f"{name}.yaml")
-    assert set(config["models"]) == {"HIP-NN-TS", "SchNet", "DimeNet++", "ViSNet"}
+    assert set(config["models"]) == models

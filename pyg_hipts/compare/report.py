@@ -6,7 +6,8 @@ Files written to the report folder:
   epoch, inference throughput (atoms/s for energy + forces), peak memory of its process (growth
   over the imports) and the
   test energy and force MAE;
-- ``learning_curves.png``: validation force MAE against training wall time, all models on one axis;
+- ``learning_curves.png``: validation force MAE against training wall time, all models on one pair
+  of log axes (a slow model does not squeeze the others);
 - ``accuracy_vs_time.png``: test force MAE against inference cost (µs per atom).
 """
 
@@ -101,6 +102,7 @@ def write_report(results: list[ModelResult], out: str | Path, command: str | Non
         axis.plot([s / 60 for s in seconds], errors, label=r.name)
     axis.set_xlabel("training time (min)")
     axis.set_ylabel(f"validation force MAE ({results[0].force_unit})")
+    axis.set_xscale("log")
     axis.set_yscale("log")
     axis.legend()
     figure.tight_layout()
@@ -115,6 +117,7 @@ def write_report(results: list[ModelResult], out: str | Path, command: str | Non
     axis.set_xlabel("inference cost, energy + forces (µs per atom)")
     axis.set_ylabel(f"test force MAE ({results[0].force_unit})")
     axis.set_xscale("log")
+    axis.set_yscale("log")
     figure.tight_layout()
     figure.savefig(paths[3], dpi=150)
     plt.close(figure)

@@ -7,6 +7,8 @@ The comparison config (YAML)::
                                            # (or a list of configs, later ones overriding)
     minutes: 20                            # training budget per model
     threads: 2                             # CPU threads per model (optional)
+    max_epochs: 50                         # also stop at this many epochs (optional: equal
+                                           # epochs instead of equal time)
     output_dir: reports/rmd17_aspirin
     models:                                # name -> model YAML, or "base" for base_config's own
       HIP-NN-TS: base
@@ -35,13 +37,15 @@ from pyg_hipts.compare.report import ModelResult, write_report
 def read_comparison(path: str | Path) -> dict[str, Any]:
     """The comparison config, checked: unknown keys, missing models or files are errors."""
     config = yaml.safe_load(Path(path).read_text())
-    allowed = {"base_config", "minutes", "threads", "output_dir", "models"}
+    allowed = {"base_config", "minutes", "threads", "max_epochs", "output_dir", "models"}
     if (
         not isinstance(config, dict)
         or set(config) - allowed
         or not {"base_config", "minutes", "models"} <= set(config)
     ):
-        raise ValueError(f"{path}: needs base_config, minutes and models (optional: threads, output_dir)")
+        raise ValueError(
+            f"{path}: needs base_config, minutes and models (optional: threads, max_epochs, output_dir)"
+        )
     if not config["models"]:
         raise ValueError(f"{path}: no models listed")
     if isinstance(config["base_config"], str):
@@ -78,6 +82,8 @@ def main(args: list[str] | None = None) -> list[ModelResult]:
         threads = options.threads if options.threads is not None else config.get("threads")
         if threads is not None:
             command += ["--threads", str(threads)]
+        if config.get("max_epochs") is not None:
+            command += ["--max_epochs", str(int(config["max_epochs"]))]
         start = time.perf_counter()
         subprocess.run(command, check=True)
         result = ModelResult(**json.loads((out / name / "result.json").read_text()))

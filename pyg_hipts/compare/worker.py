@@ -2,7 +2,7 @@
 (the growth of the process's peak resident set over its size after imports).
 
 ``python -m pyg_hipts.compare.worker --config BASE.yaml [--config MORE.yaml] [--model MODEL.yaml] --name NAME
---out DIR --minutes M [--threads T]`` trains with ``pyg-hipts fit`` (the base config's data,
+--out DIR --minutes M [--max_epochs E] [--threads T]`` trains with ``pyg-hipts fit`` (the base config's data,
 trainer and callbacks; the model from ``--model`` when given), tests the best checkpoint, and
 writes ``DIR/NAME/result.json`` (see :class:`pyg_hipts.compare.report.ModelResult`).
 """
@@ -41,7 +41,13 @@ def throughput(model: Potential, frames: list, batch_size: int) -> float:
 
 
 def run(
-    configs: list[str], model: str | None, name: str, out: Path, minutes: float, threads: int | None
+    configs: list[str],
+    model: str | None,
+    name: str,
+    out: Path,
+    minutes: float,
+    threads: int | None,
+    max_epochs: int | None = None,
 ) -> ModelResult:
     """Fit and test one model; measure it; return its row of the report."""
     run_dir = out / name
@@ -64,6 +70,8 @@ def run(
     ]
     if threads is not None:
         arguments += ["--num_threads", str(threads)]
+    if max_epochs is not None:
+        arguments += ["--trainer.max_epochs", str(max_epochs)]
     cli = run_fit_cli(arguments)
     clock = next(c for c in cli.trainer.callbacks if isinstance(c, EpochClock))
     metrics = {key: float(value) for key, value in cli.trainer.callback_metrics.items()}
@@ -101,9 +109,10 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--minutes", type=float, required=True)
     parser.add_argument("--threads", type=int)
+    parser.add_argument("--max_epochs", type=int, help="stop at this many epochs if the budget lasts")
     args = parser.parse_args()
     out = Path(args.out)
-    result = run(args.config, args.model, args.name, out, args.minutes, args.threads)
+    result = run(args.config, args.model, args.name, out, args.minutes, args.threads, args.max_epochs)
     (out / args.name).mkdir(parents=True, exist_ok=True)
     (out / args.name / "result.json").write_text(json.dumps(asdict(result), indent=2))
 
