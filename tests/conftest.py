@@ -108,3 +108,29 @@ def fit_one_epoch_on_aspirin(model: dict, folder: Path, batches: int = 1) -> tup
         test = [float(r["test/force_mae"]) for r in csv.DictReader(handle) if r.get("test/force_mae")]
     assert len(test) == 1
     return version, test[0]
+
+
+def assert_stress_is_the_strain_derivative(potential) -> None:
+    """The stress of :func:`small_crystal` equals central differences of the energy under the
+    six symmetric strains, ``σ_ab = (1/V) ∂E/∂ε_ab`` (float64)."""
+    z, pos, cell, pbc = small_crystal()
+    stress = potential.predict(z, pos, cell=cell, pbc=pbc, stress=True).stress[0]
+    assert bool(torch.isfinite(stress).all()) and float(stress.abs().max()) > 1e-4
+    volume = torch.linalg.det(cell[0]).abs()
+    step = 1e-5
+    for a, b in [(0, 0), (1, 1), (2, 2), (0, 1), (1, 2), (0, 2)]:
+        strain = torch.zeros(3, 3, dtype=torch.float64)
+        strain[a, b] += 0.5 * step  # the symmetric (e_a e_bᵀ + e_b e_aᵀ) / 2, times the step
+        strain[b, a] += 0.5 * step
+        plus, minus = (
+            potential.predict(
+                z, pos @ deformation, cell=cell @ deformation, pbc=pbc, forces=False
+            ).energy.sum()
+            for deformation in (
+                torch.eye(3, dtype=torch.float64) + strain,
+                torch.eye(3, dtype=torch.float64) - strain,
+            )
+        )
+        expected = (plus - minus) / (2 * step * volume)
+        torch.testing.assert_close(stress[a, b], expected, rtol=1e-6, atol=1e-9)
+        torch.testing.assert_close(stress[b, a], expected, rtol=1e-6, atol=1e-9)

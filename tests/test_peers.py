@@ -17,6 +17,7 @@ from pyg_hipts.potentials import Potential, ReferenceEnergies, load_potential, s
 from tests.conftest import (
     SHARED_DATA,
     assert_invariant_and_conservative,
+    assert_stress_is_the_strain_derivative,
     fit_one_epoch_on_aspirin,
     small_crystal,
 )
@@ -143,6 +144,23 @@ def test_hippynn_equals_its_bare_modules(network: str, mixed_batch) -> None:
 def test_peer_is_rotation_invariant_with_forces_minus_the_gradient(name: str, mixed_batch) -> None:
     z, pos, batch = mixed_batch
     assert_invariant_and_conservative(tiny(name), z, pos, batch, [(0, 0), (25, 2), (50, 1)])
+
+
+@pytest.mark.parametrize("name", ["mace", "ani"])
+def test_peer_stress_is_the_strain_derivative(name: str) -> None:
+    assert_stress_is_the_strain_derivative(tiny(name, [1, 6, 8]))
+
+
+def test_hippynn_stress_is_the_strain_derivative_with_its_pytorch_kernels() -> None:
+    """hippynn's numba kernels give this cell's stress only to ~2e-5 relative (docs/comparisons.md)."""
+    from hippynn import custom_kernels
+
+    active = custom_kernels.CUSTOM_KERNELS_ACTIVE
+    custom_kernels.set_custom_kernels("pytorch")
+    try:
+        assert_stress_is_the_strain_derivative(tiny("HipnnQuad", [1, 6, 8]))
+    finally:
+        custom_kernels.set_custom_kernels(active)
 
 
 def test_mace_fits_its_statistics_and_keeps_them_when_saved(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from pyg_hipts.potentials import ReferenceEnergies, SumPotential, load_potential
 from pyg_hipts.potentials.pyg import PygPotential
 from tests.conftest import (
     assert_invariant_and_conservative,
+    assert_stress_is_the_strain_derivative,
     fit_one_epoch_on_aspirin,
     small_crystal,
 )
@@ -229,28 +230,7 @@ def test_contract_periodic_cell_equals_its_supercell_and_images(name: str) -> No
 
 @pytest.mark.parametrize("name", sorted(TINY_NETWORKS))
 def test_contract_stress_is_the_strain_derivative(name: str) -> None:
-    z, pos, cell, pbc = small_crystal()
-    potential = tiny_potential(name)
-    stress = potential.predict(z, pos, cell=cell, pbc=pbc, stress=True).stress[0]
-    assert bool(torch.isfinite(stress).all()) and float(stress.abs().max()) > 1e-4
-    volume = torch.linalg.det(cell[0]).abs()
-    step = 1e-5
-    for a, b in [(0, 0), (1, 1), (2, 2), (0, 1), (1, 2), (0, 2)]:
-        strain = torch.zeros(3, 3, dtype=torch.float64)
-        strain[a, b] += 0.5 * step  # the symmetric (e_a e_bᵀ + e_b e_aᵀ) / 2, times the step
-        strain[b, a] += 0.5 * step
-        plus, minus = (
-            potential.predict(
-                z, pos @ deformation, cell=cell @ deformation, pbc=pbc, forces=False
-            ).energy.sum()
-            for deformation in (
-                torch.eye(3, dtype=torch.float64) + strain,
-                torch.eye(3, dtype=torch.float64) - strain,
-            )
-        )
-        expected = (plus - minus) / (2 * step * volume)
-        torch.testing.assert_close(stress[a, b], expected, rtol=1e-6, atol=1e-9)
-        torch.testing.assert_close(stress[b, a], expected, rtol=1e-6, atol=1e-9)
+    assert_stress_is_the_strain_derivative(tiny_potential(name))
 
 
 def test_contract_sum_with_reference_energies_saves_and_loads(tmp_path: Path) -> None:
