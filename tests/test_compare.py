@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import sys
 from pathlib import Path
 
@@ -204,3 +205,20 @@ def test_shipped_comparisons_name_existing_configs(
     monkeypatch.chdir(root)
     config = read_comparison(root / "configs" / f"{name}.yaml")
     assert set(config["models"]) == models
+
+
+def test_keep_results_reports_earlier_results_without_training(tmp_path: Path, monkeypatch) -> None:
+    from dataclasses import asdict
+
+    from pyg_hipts.compare.runner import main
+
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(BASE))
+    comparison = {"base_config": "base.yaml", "minutes": 1, "output_dir": "report", "models": {"A": "base"}}
+    (tmp_path / "compare.yaml").write_text(yaml.safe_dump(comparison))
+    kept = _stub(tmp_path, "A", [1.0, 2.0], [0.9, 0.7], force_mae=0.125)
+    (tmp_path / "report" / "A").mkdir(parents=True)
+    (tmp_path / "report" / "A" / "result.json").write_text(json.dumps(asdict(kept)))
+    monkeypatch.setattr("subprocess.run", lambda *args, **kwargs: pytest.fail("a kept model was trained"))
+    results = main(["--config", "compare.yaml", "--keep_results"])
+    assert results == [kept]
+    assert "| A | 1,234 | 2 |" in (tmp_path / "report" / "report.md").read_text()

@@ -178,6 +178,11 @@ def test_mace_fits_its_statistics_and_keeps_them_when_saved(tmp_path: Path) -> N
     assert all(
         block.avg_num_neighbors == arguments["avg_num_neighbors"] for block in potential.network.interactions
     )
+    fresh = MacePotential([1, 6, 8], **TINY_MACE).double()  # what a copy with the state gets
+    fresh.load_state_dict(potential.state_dict())
+    assert all(
+        block.avg_num_neighbors == arguments["avg_num_neighbors"] for block in fresh.network.interactions
+    )
     loaded = load_potential(save_potential(potential, tmp_path / "mace.pt"))
     z, pos = frames[3].z, frames[3].pos.double()
     torch.testing.assert_close(

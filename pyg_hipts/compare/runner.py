@@ -65,6 +65,11 @@ def main(args: list[str] | None = None) -> list[ModelResult]:
     parser.add_argument("--minutes", type=float, help="override the budget per model")
     parser.add_argument("--output_dir", help="override the report folder")
     parser.add_argument("--threads", type=int, help="override the CPU threads per model")
+    parser.add_argument(
+        "--keep_results",
+        action="store_true",
+        help="reuse the result of every model that already has one in the report folder",
+    )
     options = parser.parse_args(args)
     config = read_comparison(options.config)
     minutes = options.minutes if options.minutes is not None else float(config["minutes"])
@@ -73,6 +78,11 @@ def main(args: list[str] | None = None) -> list[ModelResult]:
     models = config["models"]
     results = []
     for index, (name, model) in enumerate(models.items(), start=1):
+        kept = out / name / "result.json"
+        if options.keep_results and kept.is_file():
+            results.append(ModelResult(**json.loads(kept.read_text())))
+            print(f"[{index}/{len(models)}] {name}: reusing {kept}", flush=True)
+            continue
         print(f"[{index}/{len(models)}] {name}: training for at most {minutes:g} min", flush=True)
         command = [sys.executable, "-m", "pyg_hipts.compare.worker"]
         command += [argument for path in config["base_config"] for argument in ("--config", path)]

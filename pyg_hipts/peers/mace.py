@@ -17,7 +17,9 @@ MACE's own ``E0`` are zero here: per-species reference energies are a
 a comparison. When not given, ``avg_num_neighbors`` (the normalisation of MACE's messages) and
 ``scale`` are fitted from the training set as MACE's training script does: the mean number of
 neighbours within ``r_max`` and the RMS of the force components (``shift`` stays 0: the
-reference energies take the mean).
+reference energies take the mean). Both are kept in the potential's state (MACE holds
+``avg_num_neighbors`` as a plain attribute of each interaction block), so a copy that loads the
+state, such as the EMA weights, and a checkpoint carry them.
 """
 
 from __future__ import annotations
@@ -136,6 +138,20 @@ class MacePotential(Potential):
         elif scale is not None:
             raise ValueError("scale is an option of ScaleShiftMACE only")
         self.network = MODELS[model](**arguments)
+        self.register_buffer("neighbour_normalisation", torch.tensor(arguments["avg_num_neighbors"]))
+
+    def set_avg_num_neighbors(self, value: float) -> None:
+        """Set the normalisation of MACE's messages (kept in the state, so copies, EMA weights
+        and checkpoints carry it)."""
+        self.neighbour_normalisation.fill_(value)
+        for block in self.network.interactions:
+            block.avg_num_neighbors = float(value)
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any) -> None:
+        super()._load_from_state_dict(state_dict, prefix, *args)
+        key = prefix + "neighbour_normalisation"
+        if key in state_dict:
+            self.set_avg_num_neighbors(float(state_dict[key]))
 
     def mace_inputs(self, structures: Structures) -> dict[str, Tensor]:
         """MACE's input dictionary on the package's pairs (``[N, S]`` one-hot node attributes,
@@ -168,8 +184,7 @@ class MacePotential(Potential):
         if recorded["avg_num_neighbors"] is None:
             pairs = sum(self._pair_count(frame) for frame in frames)
             value = pairs / sum(int(frame.z.numel()) for frame in frames)
-            for block in self.network.interactions:
-                block.avg_num_neighbors = value
+            self.set_avg_num_neighbors(value)
             recorded["avg_num_neighbors"] = value
         if recorded["scale"] is None and hasattr(self.network, "scale_shift") and "forces" in frames[0]:
             rms = float(
