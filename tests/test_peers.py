@@ -3,6 +3,8 @@ forces = −∇E, saved and loaded, and one training step each through the CLI."
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -22,13 +24,10 @@ from tests.conftest import (
     small_crystal,
 )
 
-pytest.importorskip("mace")
-pytest.importorskip("torchani")
-pytest.importorskip("hippynn")
-
-from pyg_hipts.peers.ani import AniPotential  # noqa: E402
-from pyg_hipts.peers.hippynn import HippynnPotential  # noqa: E402
-from pyg_hipts.peers.mace import MacePotential  # noqa: E402
+# through the adapters, so that mace is first imported the way the package imports it
+AniPotential = pytest.importorskip("pyg_hipts.peers.ani").AniPotential
+HippynnPotential = pytest.importorskip("pyg_hipts.peers.hippynn").HippynnPotential
+MacePotential = pytest.importorskip("pyg_hipts.peers.mace").MacePotential
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECIES = [1, 6, 7, 8]
@@ -211,10 +210,50 @@ def test_one_training_step_of_each_peer_through_the_cli(
 ) -> None:
     monkeypatch.setattr(sys, "argv", ["pyg-hipts"])
     model = yaml.safe_load((ROOT / "configs" / "models" / f"{name}.yaml").read_text())
-    model["model"]["init_args"]["terms"][1]["init_args"].update(tiny_arguments)
+    terms = model["model"]["init_args"].get("terms")
+    (terms[1] if terms else model["model"])["init_args"].update(tiny_arguments)
     version, test_force_mae = fit_one_epoch_on_aspirin(model, tmp_path, batches=2)
     potential = load_potential(version / "checkpoints" / "last.ckpt")
-    references, trained = potential.terms
-    assert isinstance(references, ReferenceEnergies) and float(references.energies.abs().min()) > 1.0
+    if terms:
+        references, trained = potential.terms
+        assert isinstance(references, ReferenceEnergies) and float(references.energies.abs().min()) > 1.0
+    else:  # hippynn: the reference energies are its level-0 read-out, fitted in pre_fit
+        trained = potential
+        assert float(trained.head.layers[0].weight.abs().min()) > 1.0
     assert type(trained).__module__ == f"pyg_hipts.peers.{name.split('_')[0]}"
+    if name == "mace":  # the EMA weights in the checkpoint carry the fitted statistics
+        assert trained.init_arguments()["avg_num_neighbors"] > 1.0
+        assert (
+            trained.network.interactions[0].avg_num_neighbors == trained.init_arguments()["avg_num_neighbors"]
+        )
     assert np.isfinite(test_force_mae) and 0 < test_force_mae < 1e3
+
+
+def test_importing_the_mace_adapter_leaves_weights_only_loading_on() -> None:
+    script = "import os, pyg_hipts.peers.mace; print(os.environ.get('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD'))"
+    environment = {k: v for k, v in os.environ.items() if k != "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"}
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=environment, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "None"  # mace prints notices before it
+
+
+def test_mace_leaves_the_callers_positions_alone(mixed_batch) -> None:
+    z, pos, batch = mixed_batch
+    tiny("mace")(z, pos, batch)
+    assert not pos.requires_grad
+    with torch.inference_mode():
+        frozen = pos.clone()
+    tiny("mace").predict(z, frozen, batch, forces=False)
+
+
+def test_ani_refuses_positions_that_are_not_in_angstrom() -> None:
+    from pyg_hipts.units import Units
+
+    z, pos, cell, pbc = small_crystal()
+    potential = AniPotential([1, 6, 8], units=Units("Angstrom", "eV")).double()
+    potential.predict(z, pos, cell=cell, pbc=pbc)  # another name for Å is fine
+    potential.set_units(Units("nm", "kJ/mol"))
+    with pytest.raises(ValueError, match="AniPotential's AEVs are in Å; this potential's length unit is nm"):
+        potential.predict(z, pos, cell=cell, pbc=pbc)

@@ -9,7 +9,9 @@ pair's ``vec``, so periodic images, stress and gradients are the package's. The 
 one padded "molecule" of ``N`` atoms for torchani; pairs never cross structures, so each
 structure's AEVs are its own.
 
-The AEV parameters are in Å (a potential in another length unit is refused). Per-species
+The AEV parameters are in Å (data in another length unit are refused), and the species are
+elements: each gets the network sizes of its element in the chosen preset (coarse-grained bead
+types 1, 2, 3 would be treated as H, He, Li). Per-species
 reference energies are a :class:`~pyg_hipts.potentials.ReferenceEnergies` term beside it
 (``configs/models/ani.yaml``); torchani's own self energies are not used.
 """
@@ -26,7 +28,7 @@ from torchani.nn import ANINetworks
 
 from pyg_hipts.potentials.base import Potential
 from pyg_hipts.potentials.structures import Structures
-from pyg_hipts.units import Units
+from pyg_hipts.units import Units, length_in_angstrom
 
 NETWORK_SIZES = {"ani1x": "like_1x", "ani2x": "like_2x"}
 """Names of torchani's per-element layer sizes (ANI-1x, ANI-2x)."""
@@ -50,8 +52,11 @@ class AniPotential(Potential):
     ) -> None:
         if networks not in NETWORK_SIZES:
             raise ValueError(f"networks must be one of {sorted(NETWORK_SIZES)}, got {networks!r}")
-        if min(int(z) for z in species) < 1:
-            raise ValueError(f"ANI species are elements (atomic numbers >= 1), got {list(species)}")
+        if not all(1 <= int(z) < len(chemical_symbols) for z in species):
+            raise ValueError(
+                f"ANI species are elements (atomic numbers 1 to {len(chemical_symbols) - 1}), "
+                f"got {list(species)}"
+            )
         computer = AEVComputer(radial=aev, angular=aev, num_species=len(species), strategy="pyaev")
         super().__init__(species, computer.radial.cutoff, units)
         self.aev_computer = computer
@@ -59,7 +64,7 @@ class AniPotential(Potential):
         self.networks = getattr(ANINetworks, NETWORK_SIZES[networks])(symbols, computer.out_dim)
 
     def atom_energies(self, structures: Structures) -> Tensor:
-        if self.units is not None and self.units.length != "Å":
+        if self.units is not None and length_in_angstrom(self.units.length) != 1.0:
             raise ValueError(
                 f"AniPotential's AEVs are in Å; this potential's length unit is {self.units.length}"
             )

@@ -11,6 +11,11 @@ summed), ``pair_second`` and ``pair_coord = r_second − r_first``. They are the
 and strain included), sorted by ``first`` as hippynn's kernels expect. hippynn's own custom
 kernels (numba where installed) are used as hippynn selects them. Its input features are the
 one-hot species; hippynn's ``possible_species`` is ``[0, *species]`` (0 for padding).
+
+:meth:`HippynnPotential.pre_fit` starts the head as hippynn's hierarchical energy
+initialisation and :class:`pyg_hipts.nn.HipNN` do: the level-0 read-out (one weight per species)
+holds the per-species reference energies fitted by least squares on the training energies, and
+the read-outs of levels ``k ≥ 1`` are scaled by ``HIGHER_LEVEL_DECAY^(2^(k-1))``.
 """
 
 from __future__ import annotations
@@ -22,8 +27,11 @@ from typing import Any
 import torch
 from hippynn.layers.targets import HEnergy
 from hippynn.networks.hipnn import Hipnn, HipnnQuad, HipnnVec
+from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
+from pyg_hipts.data.statistics import fit_reference_energies
+from pyg_hipts.nn.model import HIGHER_LEVEL_DECAY
 from pyg_hipts.potentials.base import Potential
 from pyg_hipts.potentials.structures import Structures
 from pyg_hipts.units import Units
@@ -108,3 +116,17 @@ class HippynnPotential(Potential):
         features = self.network(*arguments)
         _, atom_energies, *_ = self.head(features, structures.batch, structures.n_structures)
         return atom_energies.reshape(-1)
+
+    def pre_fit(self, dataset: Any) -> None:
+        if len(dataset) == 0 or "energy" not in dataset[0]:
+            rank_zero_info("The training data has no energies: reference energies are not fitted.")
+            return
+        energies = fit_reference_energies(dataset, self.species)
+        first, *higher = self.head.layers
+        with torch.no_grad():
+            first.weight.copy_(energies.reshape(1, -1).to(first.weight))
+            factor = HIGHER_LEVEL_DECAY
+            for layer in higher:
+                layer.weight.mul_(factor)
+                layer.bias.mul_(factor)
+                factor *= factor

@@ -5,9 +5,10 @@ arguments and evaluates its own forward on the package's pair list instead of MA
 list. MACE takes an edge ``(sender j, receiver i)`` with the vector
 ``r_i − r_j + shift`` and sums messages at the receiver; the package's pair ``(source j,
 target i)`` has ``vec = r_j − r_i (+ S)`` and sums at the target. So the edges are the pairs as
-they are, and the shifts handed to MACE are ``shift = −vec − (r_i − r_j)``, which makes MACE's
-vector exactly ``−vec`` with gradients through ``vec`` (periodic images and stress work as for
-every potential). Per atom::
+they are, with all positions zero and ``shift = −vec``, which makes MACE's vector exactly
+``−vec`` with gradients through ``vec`` (periodic images and stress work as for every
+potential; MACE uses positions for nothing else when it does not compute forces itself, and the
+caller's positions are left alone). Per atom::
 
     e_i = E0(z_i) + scale · Σ_t readout_t(h_i^t) + shift
 
@@ -143,31 +144,35 @@ class MacePotential(Potential):
     def set_avg_num_neighbors(self, value: float) -> None:
         """Set the normalisation of MACE's messages (kept in the state, so copies, EMA weights
         and checkpoints carry it)."""
+        if not value > 0:
+            raise ValueError(f"avg_num_neighbors must be positive, got {value}")
         self.neighbour_normalisation.fill_(value)
+        stored = float(self.neighbour_normalisation)  # the value every copy of the state gets
         for block in self.network.interactions:
-            block.avg_num_neighbors = float(value)
+            block.avg_num_neighbors = stored
+        self.__dict__["_init_arguments"]["avg_num_neighbors"] = stored
 
     def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any) -> None:
         super()._load_from_state_dict(state_dict, prefix, *args)
-        key = prefix + "neighbour_normalisation"
-        if key in state_dict:
-            self.set_avg_num_neighbors(float(state_dict[key]))
+        if prefix + "neighbour_normalisation" in state_dict:
+            self.set_avg_num_neighbors(float(state_dict[prefix + "neighbour_normalisation"]))
+        if hasattr(self.network, "scale_shift"):
+            self.__dict__["_init_arguments"]["scale"] = float(self.network.scale_shift.scale)
 
     def mace_inputs(self, structures: Structures) -> dict[str, Tensor]:
         """MACE's input dictionary on the package's pairs (``[N, S]`` one-hot node attributes,
         ``[2, P]`` edges, ``[P, 3]`` shifts; see the module docstring)."""
         pairs = structures.pairs(self.cutoff)
         pos = structures.pos
-        source, target = pairs.edge_index
         one_hot = torch.nn.functional.one_hot(self.species_index(structures.z), len(self.species))
         n = structures.n_structures
         counts = torch.bincount(structures.batch, minlength=n)
         cell = structures.cell if structures.cell is not None else pos.new_zeros(n, 3, 3)
         return {
-            "positions": pos,
+            "positions": pos.new_zeros(pos.shape),
             "node_attrs": one_hot.to(pos.dtype),
             "edge_index": pairs.edge_index,
-            "shifts": -pairs.vec - (pos[target] - pos[source]),
+            "shifts": -pairs.vec,
             "unit_shifts": pos.new_zeros(pairs.n_pairs, 3),
             "cell": cell,
             "batch": structures.batch,
@@ -181,11 +186,11 @@ class MacePotential(Potential):
     def pre_fit(self, dataset: Any) -> None:
         recorded = self.__dict__["_init_arguments"]
         frames = [dataset[i] for i in range(min(len(dataset), FIT_FRAMES))]
+        if not frames:
+            raise ValueError("MacePotential.pre_fit: the training set is empty")
         if recorded["avg_num_neighbors"] is None:
             pairs = sum(self._pair_count(frame) for frame in frames)
-            value = pairs / sum(int(frame.z.numel()) for frame in frames)
-            self.set_avg_num_neighbors(value)
-            recorded["avg_num_neighbors"] = value
+            self.set_avg_num_neighbors(max(pairs / sum(int(frame.z.numel()) for frame in frames), 1.0))
         if recorded["scale"] is None and hasattr(self.network, "scale_shift") and "forces" in frames[0]:
             rms = float(
                 torch.cat([frame.forces.reshape(-1) for frame in frames]).double().square().mean().sqrt()
