@@ -1,8 +1,9 @@
 """Imports of the package run only downward through its layers (imports inside functions too).
 
 Layers, lowest first: the root modules (units, timing, allocator) → data → potentials → nn, cg,
-md → calculators → train → compare, ensemble, cg_workflow → cli. A module may import from its own
-subpackage and from lower layers only; two subpackages of one layer never import each other.
+md → calculators, openmm, peers → train → compare, ensemble, cg_workflow → cli. A module may
+import from its own subpackage and from lower layers only; two subpackages of one layer never
+import each other.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ LAYERS: list[set[str]] = [
     {"data"},
     {"potentials"},
     {"nn", "cg", "md"},
-    {"calculators", "openmm"},
+    {"calculators", "openmm", "peers"},
     {"train"},
     {"compare", "ensemble", "cg_workflow"},
     {"cli"},
