@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -54,15 +55,22 @@ class HierarchicalEnergy(nn.Module):
             level_energies.sum(1, keepdim=True), atom_energies, level_energies, hierarchicality
         )
 
-    @torch.no_grad()
     def set_reference_energies(self, per_species: Tensor, decay_factor: float = 1.0) -> None:
-        """Write per-species energies ``[n_species]`` into the level-0 read-out and scale the
-        read-outs of levels ``k = 1, 2, 3, ...`` by ``decay_factor^(2^(k-1))`` (``d, d², d⁴, ...``),
-        so that a fresh model starts from the reference energies with small corrections.
-        """
-        self.heads[0].weight.copy_(per_species.reshape(1, -1).to(self.heads[0].weight))
-        factor = decay_factor
-        for head in self.heads[1:]:
-            head.weight.mul_(factor)
-            head.bias.mul_(factor)
-            factor *= factor
+        """Per-species energies into level 0, higher levels scaled down: :func:`start_readouts`."""
+        start_readouts(list(self.heads), per_species, decay_factor)
+
+
+@torch.no_grad()
+def start_readouts(readouts: Sequence[nn.Linear], per_species: Tensor, decay_factor: float = 1.0) -> None:
+    """Write per-species energies ``[n_species]`` into the level-0 read-out (a weight ``[1, S]``)
+    and scale the read-outs of levels ``k = 1, 2, 3, ...`` by ``decay_factor^(2^(k-1))``
+    (``d, d², d⁴, ...``), so that a fresh model starts from the reference energies with small
+    corrections (as hippynn starts a model).
+    """
+    first, *higher = readouts
+    first.weight.copy_(per_species.reshape(1, -1).to(first.weight))
+    factor = decay_factor
+    for readout in higher:
+        readout.weight.mul_(factor)
+        readout.bias.mul_(factor)
+        factor *= factor

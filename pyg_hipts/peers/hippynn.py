@@ -31,6 +31,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
 from pyg_hipts.data.statistics import fit_reference_energies
+from pyg_hipts.nn.energy import start_readouts
 from pyg_hipts.nn.model import HIGHER_LEVEL_DECAY
 from pyg_hipts.potentials.base import Potential
 from pyg_hipts.potentials.structures import Structures
@@ -121,12 +122,6 @@ class HippynnPotential(Potential):
         if len(dataset) == 0 or "energy" not in dataset[0]:
             rank_zero_info("The training data has no energies: reference energies are not fitted.")
             return
-        energies = fit_reference_energies(dataset, self.species)
-        first, *higher = self.head.layers
-        with torch.no_grad():
-            first.weight.copy_(energies.reshape(1, -1).to(first.weight))
-            factor = HIGHER_LEVEL_DECAY
-            for layer in higher:
-                layer.weight.mul_(factor)
-                layer.bias.mul_(factor)
-                factor *= factor
+        start_readouts(
+            list(self.head.layers), fit_reference_energies(dataset, self.species), HIGHER_LEVEL_DECAY
+        )
