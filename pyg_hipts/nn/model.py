@@ -15,7 +15,7 @@ from pyg_hipts.data.statistics import fit_reference_energies
 from pyg_hipts.potentials import Potential, Structures
 from pyg_hipts.units import Units
 
-from .energy import HierarchicalEnergy
+from .energy import HierarchicalEnergy, start_readouts
 from .hop import HopInteraction
 from .interaction import HipInteraction
 from .layers import Residual, atom_layer
@@ -164,14 +164,9 @@ class HipNN(Potential):
 
     def pre_fit(self, dataset: Any) -> None:
         """Per-species reference energies (level 0) by least squares on the training energies,
-        and the higher levels scaled down by :data:`HIGHER_LEVEL_DECAY` (as hippynn starts)."""
-        if len(dataset) == 0 or "energy" not in dataset[0]:
-            rank_zero_info("The training data has no energies: reference energies are not fitted.")
-            return
-        e0 = fit_reference_energies(dataset, self.species)
-        self.set_reference_energies(e0, decay_factor=HIGHER_LEVEL_DECAY)
-        listing = ", ".join(f"{z}: {e:.6g}" for z, e in zip(self.species, e0.tolist(), strict=True))
-        rank_zero_info(f"Reference energies per species: {listing}")
+        and the higher levels scaled down by :data:`HIGHER_LEVEL_DECAY` (as hippynn starts):
+        :func:`start_from_reference_energies`."""
+        start_from_reference_energies(list(self.energy_head.heads), dataset, self.species)
 
     def set_reference_energies(self, per_species: Tensor, decay_factor: float = 1.0) -> None:
         """Per-species reference energies ``[n_species]`` (order of ``species``) into level 0.
@@ -190,3 +185,17 @@ class HipNN(Potential):
             for layer in block:
                 params += layer.regularization_parameters()
         return params
+
+
+def start_from_reference_energies(readouts: list[nn.Linear], dataset: Any, species: Sequence[int]) -> None:
+    """Start hierarchical read-outs (level 0 first, a weight ``[1, S]`` over the one-hot
+    species) from per-species reference energies fitted by least squares on the training
+    energies, the higher levels scaled by :data:`HIGHER_LEVEL_DECAY` (:func:`.energy.start_readouts`).
+    Nothing is fitted when the data have no energies."""
+    if len(dataset) == 0 or "energy" not in dataset[0]:
+        rank_zero_info("The training data has no energies: reference energies are not fitted.")
+        return
+    e0 = fit_reference_energies(dataset, species)
+    start_readouts(readouts, e0, HIGHER_LEVEL_DECAY)
+    listing = ", ".join(f"{z}: {e:.6g}" for z, e in zip(species, e0.tolist(), strict=True))
+    rank_zero_info(f"Reference energies per species: {listing}")

@@ -27,12 +27,9 @@ from typing import Any
 import torch
 from hippynn.layers.targets import HEnergy
 from hippynn.networks.hipnn import Hipnn, HipnnQuad, HipnnVec
-from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
-from pyg_hipts.data.statistics import fit_reference_energies
-from pyg_hipts.nn.energy import start_readouts
-from pyg_hipts.nn.model import HIGHER_LEVEL_DECAY
+from pyg_hipts.nn.model import start_from_reference_energies
 from pyg_hipts.potentials.base import Potential
 from pyg_hipts.potentials.structures import Structures
 from pyg_hipts.units import Units
@@ -119,9 +116,4 @@ class HippynnPotential(Potential):
         return atom_energies.reshape(-1)
 
     def pre_fit(self, dataset: Any) -> None:
-        if len(dataset) == 0 or "energy" not in dataset[0]:
-            rank_zero_info("The training data has no energies: reference energies are not fitted.")
-            return
-        start_readouts(
-            list(self.head.layers), fit_reference_energies(dataset, self.species), HIGHER_LEVEL_DECAY
-        )
+        start_from_reference_energies(list(self.head.layers), dataset, self.species)
