@@ -113,3 +113,17 @@ def test_force_matching_then_langevin(tmp_path: Path, monkeypatch: pytest.Monkey
     assert trajectory.positions.shape == (6, 3, 5, 3) and torch.isfinite(trajectory.positions).all()
     bond_lengths = (trajectory.positions[-1, :, 1:] - trajectory.positions[-1, :, :-1]).norm(dim=-1)
     assert float(bond_lengths.min()) > 1.0 and float(bond_lengths.max()) < 2.0  # the chain holds together
+
+
+@pytest.mark.parametrize("name, chiral", [("ala2_no_dihedrals", False), ("ala2_no_dihedrals_chiral", True)])
+def test_the_no_dihedral_configs_leave_no_dihedral_prior(name: str, chiral: bool, capsys) -> None:
+    """Applied after ``cg_ala2.yaml``, whose prior has dihedrals: lists of terms merge by class,
+    so the override must clear them itself."""
+    override = CONFIG.parent / "cg" / f"{name}.yaml"
+    with pytest.raises(SystemExit):
+        run_cli(["fit", "--config", str(CONFIG), "--config", str(override), "--print_config"])
+    terms = yaml.safe_load(capsys.readouterr().out)["model"]["model"]["init_args"]["terms"]
+    prior, network = (term["init_args"] for term in terms)
+    assert prior["dihedrals"] is None and prior["dihedral_maps"] is None
+    assert prior["bonds"] and prior["angles"] and prior["repulsion_pairs"] == [[0, 4]]
+    assert network["pseudoscalars"] is chiral
