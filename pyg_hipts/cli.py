@@ -5,6 +5,7 @@
 - ``compare``: several models on the same data and budget (:mod:`pyg_hipts.compare.runner`);
 - ``ensemble``: members differing by seed (:mod:`pyg_hipts.ensemble.train`);
 - ``label``: an ensemble's mean forces and atom energies as labels (:mod:`pyg_hipts.ensemble.labels`);
+- ``export``: a potential as an AOTInductor package run by torch alone (:mod:`pyg_hipts.potentials.export`);
 - ``prepare``: a data file into a memory-mapped prepared dataset (:mod:`pyg_hipts.data.prepare`);
 - ``openmm export`` / ``openmm run``: simulations in OpenMM (:mod:`pyg_hipts.openmm.commands`).
 """
@@ -21,6 +22,7 @@ WORKFLOWS = {
     "cg": "pyg_hipts.cg_workflow",
     "compare": "pyg_hipts.compare.runner",
     "ensemble": "pyg_hipts.ensemble.train",
+    "export": "pyg_hipts.potentials.export",
     "label": "pyg_hipts.ensemble.labels",
     "openmm": "pyg_hipts.openmm.commands",
     "prepare": "pyg_hipts.data.prepare",

@@ -75,9 +75,9 @@ def _water_molecule() -> Atoms:
     return Atoms(numbers=[8, 1, 1], positions=[[0.0, 0.0, 0.0], [0.96, 0.0, 0.0], [-0.24, 0.93, 0.0]])
 
 
-def _ethanol_atoms() -> Atoms:
+def _ethanol_atoms(frame: int = 0) -> Atoms:
     frames = np.load(embedded_dataset_path("ethanol"))
-    return Atoms(numbers=frames["nuclear_charges"], positions=frames["coords"][0])
+    return Atoms(numbers=frames["nuclear_charges"], positions=frames["coords"][frame])
 
 
 def _expected(potential: Potential, atoms: Atoms, stress: bool) -> dict[str, np.ndarray]:

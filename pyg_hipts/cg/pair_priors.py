@@ -109,7 +109,7 @@ class PairRepulsion(Potential):
 
     def atom_energies(self, structures: Structures) -> Tensor:
         pairs = structures.pairs(self.cutoff)
-        types = self.species_index(structures.z)
+        types = self.species_index.lookup[structures.z]  # unknown species were refused before
         sigma = self.sigma.to(pairs.dist.dtype)[types[pairs.source], types[pairs.target]]
         per_pair = 0.5 * self.pair_energy(pairs.dist, sigma)  # every pair is listed in both directions
         energies = torch.zeros(structures.n_atoms, dtype=per_pair.dtype, device=per_pair.device)

@@ -132,6 +132,9 @@ class PairList:
         max_neighbours: ``K``, the longest neighbour list.
         canonical: ``[P / 2]`` indices of the pairs listed before their reverse.
         from_canonical: ``[P]`` position in ``canonical`` of each pair or of its reverse.
+        has_layout: whether ``slot``, ``reverse``, ``max_neighbours`` and ``canonical`` describe
+            the neighbour lists (:func:`build_pair_list`); ``False`` for the geometry-only lists
+            of :func:`plain_pair_list`, which models evaluate without the padded layout.
 
     Functions of the distance alone are the same for a pair and its reverse, so they can be
     evaluated on one direction of each pair (``dist[canonical]``, ``[P / 2]``) and spread back
@@ -147,6 +150,7 @@ class PairList:
     max_neighbours: int
     canonical: Tensor
     from_canonical: Tensor
+    has_layout: bool = True
     _memo: dict[str, Tensor] = field(default_factory=dict, repr=False)
 
     def memo(self, key: str, compute: Callable[[], Tensor]) -> Tensor:
@@ -205,6 +209,19 @@ def build_pair_list(
     position[canonical] = torch.arange(len(canonical), device=pos.device)
     from_canonical = position[torch.minimum(index, reverse)]
     return PairList(edge_index, vec, dist, n_atoms, slot, reverse, max_neighbours, canonical, from_canonical)
+
+
+def plain_pair_list(pos: Tensor, edge_index: Tensor, shifts: Tensor) -> PairList:
+    """Pair geometry without the neighbour-list layout: every pair is its own canonical pair
+    (functions of the distance are evaluated on both directions) and no host synchronisation or
+    data-dependent shape occurs, so the list can be traced into a graph (:mod:`pyg_hipts.potentials.export`).
+
+    ``pos [N, 3]``, ``edge_index [2, P]`` (source, target), ``shifts [P, 3]`` Cartesian image shifts.
+    """
+    vec = pos[edge_index[0]] - pos[edge_index[1]] + shifts
+    index = torch.arange(edge_index.shape[1], device=pos.device)
+    dist = torch.linalg.vector_norm(vec, dim=-1)
+    return PairList(edge_index, vec, dist, pos.shape[0], index, index, 0, index, index, has_layout=False)
 
 
 def _reverse_pairs(edge_index: Tensor, n_atoms: int, image_index: Tensor | None) -> Tensor:

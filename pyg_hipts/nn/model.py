@@ -145,7 +145,7 @@ class HipNN(Potential):
         x = self.one_hot(z, pos.dtype)
         levels = [x]
         for block in self.blocks:
-            x = block[0](x, pairs, self.fused)
+            x = block[0](x, pairs, self.fused and pairs.has_layout)
             for layer in block[1:]:
                 x = layer(x)
             levels.append(x)
@@ -155,7 +155,8 @@ class HipNN(Potential):
         """``Σ_k e_i^(k)`` ``[N]``; records ``level_energies [B, L + 1]`` and
         ``hierarchicality [B, 1]`` (see :class:`~.energy.HierarchicalEnergy`)."""
         pairs = structures.pairs(self.dist_hard_max)
-        self.interactions[0].sensitivity.warn_if_too_close(pairs.dist)
+        if pairs.has_layout:  # not in a traced graph (the check synchronises with the host)
+            self.interactions[0].sensitivity.warn_if_too_close(pairs.dist)
         levels = self.features(structures.z, structures.pos, pairs)
         energies = self.energy_head(levels, structures.batch, structures.n_structures)
         structures.record("level_energies", energies.level_energies)
