@@ -20,8 +20,7 @@ and a mixing weight ``M [f_out, n_inv, f_out]`` combines them::
 Unlike :class:`~.interaction.HipInteraction` (whose ``"complete"`` invariants are divided by the
 norms to be of degree one, and enter with one scale per channel), the scalar ``s`` also passes
 through the mixing. Cost: ``P · C · f_out`` for the sums (``C = 16`` for l = 3, the weights
-applied first), then, per atom and channel, the product terms of :class:`InvariantProgram`
-(105 quadratic and 45 quartic ones for (3, 4)).
+applied first), then ``N · 27 · f_out`` per contraction.
 """
 
 from __future__ import annotations
