@@ -28,7 +28,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .interaction import N_COMPONENTS, TensorInteraction
+from .interaction import TensorInteraction
 
 INVARIANTS: dict[tuple[int, int], tuple[int, ...]] = {
     (2, 2): (0, 1, 2),
@@ -44,7 +44,7 @@ are their lengths)."""
 
 def _quadrupole_map() -> Tensor:
     """``[3, 3, 5]``: the traceless symmetric ``Q`` from ``(xx, xy, xz, yy, yz)``."""
-    m = torch.zeros(3, 3, 5, dtype=torch.float64)
+    m = torch.zeros(3, 3, 5)
     for k, (i, j) in enumerate([(0, 0), (0, 1), (0, 2), (1, 1), (1, 2)]):
         m[i, j, k] = m[j, i, k] = 1.0
     m[2, 2, 0] = m[2, 2, 3] = -1.0
@@ -56,7 +56,7 @@ def _octupole_map() -> Tensor:
     the others follow from ``T_αzz = -(T_αxx + T_αyy)``."""
     free = [(0, 0, 0), (0, 0, 1), (0, 0, 2), (0, 1, 1), (0, 1, 2), (1, 1, 1), (1, 1, 2)]
     index = {key: k for k, key in enumerate(free)}
-    m = torch.zeros(3, 3, 3, 7, dtype=torch.float64)
+    m = torch.zeros(3, 3, 3, 7)
     for i in range(3):
         for j in range(3):
             for k in range(3):
@@ -69,154 +69,60 @@ def _octupole_map() -> Tensor:
     return m
 
 
-def _component_rows(n_components: int) -> dict[str, Tensor]:
-    """Every entry of ``s, v, Q`` (and ``T`` when ``n_components = 16``) as a row
-    ``[n_components]`` over the sums' components, named ``s``, ``v0``, ``Q01``, ``T012``
-    (indices 0, 1, 2 for x, y, z)."""
-    identity = torch.eye(16, dtype=torch.float64)
-    quadrupole, octupole = _quadrupole_map(), _octupole_map()
-    rows = {"s": identity[0]}
-    for i in range(3):
-        rows[f"v{i}"] = identity[1 + i]
-        for j in range(3):
-            rows[f"Q{i}{j}"] = identity[4:9].T @ quadrupole[i, j]
-            for k in range(3):
-                rows[f"T{i}{j}{k}"] = identity[9:16].T @ octupole[i, j, k]
-    return {name: row[:n_components] for name, row in rows.items() if n_components == 16 or name[0] != "T"}
+SYMMETRIC_PAIRS = (0, 1, 2, 4, 5, 8)
+"""Rows ``(i j)`` of ``[9]`` with ``i ≤ j``: 00, 01, 02, 11, 12, 22."""
+PAIR_WEIGHTS = (1.0, 2.0, 2.0, 1.0, 2.0, 1.0)
+"""How often each appears among the nine ``(i j)``."""
 
 
-Products = list[tuple[float, str, str]]
-"""A sum of weighted products of two named quantities."""
-
-UPPER = [(i, j) for i in range(3) for j in range(i, 3)]
-"""The six ``(i, j)`` with ``i ≤ j`` of a symmetric ``3 × 3`` tensor."""
-
-
-def _multiplicity(i: int, j: int) -> float:
-    """How often the entry ``(i, j)``, ``i ≤ j``, of a symmetric tensor occurs among all nine."""
-    return 1.0 if i == j else 2.0
+def _octupole_gram(t: Tensor) -> Tensor:
+    """``b_kl = Σ_ij T_ijk T_ijl`` ``[N, 3, 3, f]`` from ``T`` ``[N, 9, 3, f]``, over the six
+    distinct ``(i j)`` (T is symmetric) and the six distinct ``(k, l)`` (b is symmetric): 36
+    products per channel instead of 81."""
+    rows = t[:, list(SYMMETRIC_PAIRS)]  # [N, 6, 3, f]
+    weighted = rows * rows.new_tensor(PAIR_WEIGHTS).view(1, 6, 1, 1)
+    entry = {(k, m): (weighted[:, :, k] * rows[:, :, m]).sum(1) for k in range(3) for m in range(k, 3)}
+    return torch.stack([torch.stack([entry[min(k, m), max(k, m)] for m in range(3)], 1) for k in range(3)], 1)
 
 
-def _contract(left: str, right: str) -> Products:
-    """``A : B = Σ_ij A_ij B_ij`` of two symmetric tensors, over their six distinct entries."""
-    return [(_multiplicity(i, j), f"{left}{i}{j}", f"{right}{i}{j}") for i, j in UPPER]
+def hop_invariants(sums: Tensor, l_max: int, n_max: int, maps: tuple[Tensor, Tensor]) -> Tensor:
+    """``[N, C, f]`` tensor sums -> ``[N, n_inv, f]`` invariants (the module docstring), given the
+    component maps ``(quadrupole [3, 3, 5], octupole [3, 3, 3, 7])``.
 
-
-def _dot(left: str, right: str) -> Products:
-    return [(1.0, f"{left}{i}", f"{right}{i}") for i in range(3)]
-
-
-def _quadratics() -> dict[str, Products]:
-    """The quadratic intermediates as products of tensor entries: ``vv_ij = v_i v_j``,
-    ``a_ij = Q_ik Q_kj``, ``c_j = Q_ij v_i``, ``b_kl = T_ijk T_ijl``, ``d_ij = T_ijk v_k`` and
-    ``e_k = T_ijk Q_ij`` (symmetric ones by their six distinct entries)."""
-    found: dict[str, Products] = {}
-    for i, j in UPPER:
-        found[f"vv{i}{j}"] = [(1.0, f"v{i}", f"v{j}")]
-        found[f"a{i}{j}"] = [(1.0, f"Q{i}{k}", f"Q{k}{j}") for k in range(3)]
-        found[f"b{i}{j}"] = [(_multiplicity(p, q), f"T{p}{q}{i}", f"T{p}{q}{j}") for p, q in UPPER]
-        found[f"d{i}{j}"] = [(1.0, f"T{i}{j}{k}", f"v{k}") for k in range(3)]
-    for k in range(3):
-        found[f"c{k}"] = [(1.0, f"Q{i}{k}", f"v{i}") for i in range(3)]
-        found[f"e{k}"] = [(_multiplicity(p, q), f"T{p}{q}{k}", f"Q{p}{q}") for p, q in UPPER]
-    return found
-
-
-def _trace(name: str) -> list[tuple[float, str]]:
-    return [(1.0, f"{name}{i}{i}") for i in range(3)]
-
-
-INVARIANT_TERMS: dict[int, tuple[list[tuple[float, str]], Products]] = {
-    0: ([(1.0, "s")], []),
-    1: (_trace("vv"), []),
-    2: (_trace("a"), []),
-    3: ([], _contract("a", "Q")),
-    4: (_trace("b"), []),
-    5: ([], _contract("b", "b")),
-    6: ([], _dot("c", "v")),
-    7: ([], _dot("c", "c")),
-    8: ([], _contract("d", "vv")),
-    9: ([], _contract("vv", "b")),
-    10: ([], _contract("b", "Q")),
-    11: ([], _contract("b", "a")),
-    12: ([], _dot("e", "e")),
-}
-"""Invariant number -> (linear terms, product terms) in the tensor entries and the quadratics
-of :func:`_quadratics`: ``I1 = tr vv``, ``I3 = a : Q``, ``I8 = d : vv`` and so on."""
-
-
-class InvariantProgram(nn.Module):
-    """The invariants of a set as two rounds of "linear maps, multiply, sum" over the sums.
-
-    With the sums of one channel as ``u [C]`` (``s, v, Q`` and, for ``C = 16``, ``T`` free
-    components)::
-
-        q   = M₁ ((A₁ u) ⊙ (B₁ u))              the quadratics of :func:`_quadratics`  [n_q]
-        x   = [u; q]
-        I   = M₂ ((A₂ x) ⊙ (B₂ x)) + L₂ x        the invariants  [n_inv]
-
-    The rows of ``A, B`` are the entries that each product term reads, ``M`` holds the terms'
-    weights. Every channel of every atom is one column, so each step is one matrix product or one
-    elementwise product over ``[rows, N · f]``: a few large operations, cheap to differentiate
-    twice, instead of many small tensor contractions.
-
-    Args: numbers: the hippynn invariant numbers to compute, in order; n_components: ``C``.
-    """
-
-    def __init__(self, numbers: tuple[int, ...], n_components: int):
-        super().__init__()
-        entries = _component_rows(n_components)
-        quadratics = _quadratics()
-        read = {name for k in numbers for _, *names in INVARIANT_TERMS[k][1] for name in names}
-        read |= {name for k in numbers for _, name in INVARIANT_TERMS[k][0]}
-        needed = [name for name in quadratics if name in read]
-        width = n_components + len(needed)
-
-        def row(name: str) -> Tensor:
-            """A tensor entry or a quadratic as a row over ``x = [u; q]``."""
-            if name in entries:
-                return torch.cat([entries[name], torch.zeros(len(needed), dtype=torch.float64)])
-            return torch.eye(width, dtype=torch.float64)[n_components + needed.index(name)]
-
-        first = [(q, term) for q, name in enumerate(needed) for term in quadratics[name]]
-        second = [(k, term) for k, n in enumerate(numbers) for term in INVARIANT_TERMS[n][1]]
-        linear = torch.zeros(len(numbers), width, dtype=torch.float64)
-        for k, n in enumerate(numbers):
-            for weight, name in INVARIANT_TERMS[n][0]:
-                linear[k] += weight * row(name)
-        self._buffer("left1", [entries[t[1]] for _, t in first], n_components)
-        self._buffer("right1", [entries[t[2]] for _, t in first], n_components)
-        self._buffer("weights1", _weights(first, len(needed)), None)
-        self._buffer("left2", [row(t[1]) for _, t in second], width)
-        self._buffer("right2", [row(t[2]) for _, t in second], width)
-        self._buffer("weights2", _weights(second, len(numbers)), None)
-        self._buffer("linear2", linear, None)
-
-    def _buffer(self, name: str, rows: list[Tensor] | Tensor, width: int | None) -> None:
-        value = rows if isinstance(rows, Tensor) else torch.stack(rows) if rows else torch.zeros(0, width)
-        self.register_buffer(name, value.to(torch.float64), persistent=False)
-
-    def forward(self, sums: Tensor) -> Tensor:
-        """``[N, C, f]`` sums -> ``[N, n_inv, f]`` invariants."""
-        n_atoms, n_components, n_channels = sums.shape
-        left1, right1, weights1, left2, right2, weights2, linear2 = (
-            getattr(self, name).to(sums.dtype)
-            for name in ("left1", "right1", "weights1", "left2", "right2", "weights2", "linear2")
-        )
-        u = sums.transpose(0, 1).reshape(n_components, -1)  # [C, N·f]
-        x = torch.cat([u, weights1 @ ((left1 @ u) * (right1 @ u))])
-        invariants = linear2 @ x
-        if left2.shape[0]:
-            invariants = invariants + weights2 @ ((left2 @ x) * (right2 @ x))
-        return invariants.view(-1, n_atoms, n_channels).transpose(0, 1)
-
-
-def _weights(terms: list[tuple[int, tuple[float, str, str]]], n_outputs: int) -> Tensor:
-    """``[n_outputs, n_terms]``: each term's weight in the row of the output it adds to."""
-    weights = torch.zeros(n_outputs, len(terms), dtype=torch.float64)
-    for column, (output, (weight, _, _)) in enumerate(terms):
-        weights[output, column] = weight
-    return weights
+    Contractions are broadcast products summed over an axis, with the channels ``f`` last and
+    contiguous: ``v [N, 3, f]``, ``Q [N, 3, 3, f]``, ``T`` as ``[N, 9, 3, f]``. (Batched matrix
+    products of ``N · f`` tiny matrices cost several times more on a CPU.)"""
+    n_atoms = sums.shape[0]
+    found: dict[int, Tensor] = {0: sums[:, 0]}
+    v = sums[:, 1:4]
+    if l_max >= 1 and n_max >= 2:
+        found[1] = (v * v).sum(1)
+    if l_max >= 2:
+        q = torch.matmul(maps[0].reshape(9, 5), sums[:, 4:9]).view(n_atoms, 3, 3, -1)
+        found[2] = (q * q).sum((1, 2))
+        if n_max >= 3:
+            a = (q.unsqueeze(3) * q.unsqueeze(1)).sum(2)  # a_ij = Q_ik Q_kj
+            c = (q * v.unsqueeze(2)).sum(1)  # c_j = Q_ij v_i
+            found[3] = (a * q).sum((1, 2))
+            found[6] = (c * v).sum(1)
+        if n_max >= 4:
+            found[7] = (c * c).sum(1)
+    if l_max >= 3:
+        t = torch.matmul(maps[1].reshape(27, 7), sums[:, 9:16]).view(n_atoms, 9, 3, -1)  # [N, (i j), k, f]
+        b = _octupole_gram(t)  # b_kl = T_ijk T_ijl
+        found[4] = torch.diagonal(b, dim1=1, dim2=2).sum(-1)
+        if n_max >= 3:
+            found[10] = (b * q).sum((1, 2))
+        if n_max >= 4:
+            d = (t * v.unsqueeze(1)).sum(2).view(n_atoms, 3, 3, -1)  # d_ij = T_ijk v_k
+            e = (t * q.reshape(n_atoms, 9, 1, -1)).sum(1)  # e_k = T_ijk Q_ij
+            vv = v.unsqueeze(2) * v.unsqueeze(1)
+            found[5] = (b * b).sum((1, 2))
+            found[8] = (vv * d).sum((1, 2))
+            found[9] = (vv * b).sum((1, 2))
+            found[11] = (b * a).sum((1, 2))
+            found[12] = (e * e).sum(1)
+    return torch.stack([found[k] for k in INVARIANTS[n_max, l_max]], dim=1)
 
 
 class HopInteraction(TensorInteraction):
@@ -267,7 +173,8 @@ class HopInteraction(TensorInteraction):
         self.mixing_weights = nn.Parameter(torch.empty(out_features, self.n_invariants, out_features))
         norm = nn.GroupNorm(self.n_invariants, self.n_invariants * out_features, eps=group_norm_eps)
         self.group_norm = norm if group_norm else None
-        self.invariants = InvariantProgram(INVARIANTS[n_max, l_max], N_COMPONENTS[l_max])
+        self.register_buffer("quadrupole_map", _quadrupole_map(), persistent=False)
+        self.register_buffer("octupole_map", _octupole_map(), persistent=False)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -280,7 +187,8 @@ class HopInteraction(TensorInteraction):
         return [*super().regularization_parameters(), self.mixing_weights]
 
     def combine(self, sums: Tensor, x: Tensor) -> Tensor:
-        invariants = self.invariants(sums)  # [N, n_inv, f]
+        maps = (self.quadrupole_map.to(sums.dtype), self.octupole_map.to(sums.dtype))
+        invariants = hop_invariants(sums, self.l_max, self.n_max, maps)  # [N, n_inv, f]
         if self.group_norm is not None:
             n_atoms = invariants.shape[0]
             invariants = self.group_norm(invariants.reshape(n_atoms, -1)).view_as(invariants)
