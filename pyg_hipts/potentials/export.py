@@ -47,22 +47,24 @@ OUTPUTS = ("atom_energies", "forces")
 
 @dataclass
 class TracedStructures(Structures):
-    """:class:`Structures` whose pairs come from a given geometry-only list (all atoms one
-    structure, as only the atom energies leave the graph); a term with a shorter cutoff gets the
-    pairs within it."""
+    """:class:`Structures` whose pairs are the given ``edge_index [2, P]`` and ``shifts [P, 3]``
+    within ``pair_cutoff``, as geometry-only lists (all atoms one structure, as only the atom
+    energies leave the graph); a term with a shorter cutoff gets the pairs within its own."""
 
-    given: PairList | None = None
-    given_cutoff: float = 0.0
+    edge_index: Tensor | None = None
+    shifts: Tensor | None = None
+    pair_cutoff: float = 0.0
 
     def pairs(self, cutoff: float) -> PairList:
-        if self.given is None or cutoff > self.given_cutoff:
-            raise ValueError(f"the exported pair list reaches {self.given_cutoff}, a term needs {cutoff}")
-        if cutoff == self.given_cutoff:
-            return self.given
-        keep = self.given.dist <= cutoff
-        edge_index = self.given.edge_index[:, keep]
-        shifts = self.given.vec[keep] - (self.pos[edge_index[0]] - self.pos[edge_index[1]])
-        return plain_pair_list(self.pos, edge_index, shifts)
+        if self.edge_index is None or self.shifts is None or cutoff > self.pair_cutoff:
+            raise ValueError(f"the exported pair list reaches {self.pair_cutoff}, a term needs {cutoff}")
+        if cutoff not in self._pairs:
+            pairs = plain_pair_list(self.pos, self.edge_index, self.shifts)
+            if cutoff < self.pair_cutoff:
+                keep = pairs.dist <= cutoff
+                pairs = plain_pair_list(self.pos, self.edge_index[:, keep], self.shifts[keep])
+            self._pairs[cutoff] = pairs
+        return self._pairs[cutoff]
 
 
 class EnergyAndForces(nn.Module):
@@ -75,9 +77,10 @@ class EnergyAndForces(nn.Module):
     def forward(self, z: Tensor, pos: Tensor, edge_index: Tensor, shifts: Tensor) -> tuple[Tensor, Tensor]:
         with torch.enable_grad():
             pos = pos.detach().requires_grad_(True)
-            pairs = plain_pair_list(pos, edge_index, shifts)
             cutoff = self.potential.cutoff
-            structures = TracedStructures(z, pos, torch.zeros_like(z), 1, given=pairs, given_cutoff=cutoff)
+            structures = TracedStructures(
+                z, pos, torch.zeros_like(z), 1, edge_index=edge_index, shifts=shifts, pair_cutoff=cutoff
+            )
             atom_energies = self.potential.atom_energies(structures).reshape(-1)
             (gradient,) = torch.autograd.grad(atom_energies.sum(), pos)
         return atom_energies.detach(), -gradient
