@@ -100,19 +100,19 @@ class TopologyPrior(Potential):
         self.temperature = None if temperature is None else float(temperature)
         self.min_beads = 1 + max(int(term.index.max()) for term in terms)
 
-    def stacked(self, structures: Structures) -> Tensor:
-        """``pos [B, n, 3]`` of structures of ``n`` beads each; a clear error otherwise. (One
-        structure needs no count of beads per structure, so it can be traced.)"""
-        if structures.n_structures == 1:
-            counts = torch.tensor([structures.n_atoms])
-        else:
-            counts = torch.bincount(structures.batch, minlength=structures.n_structures)
+    def check_structures(self, structures: Structures) -> None:
+        """Structures of one topology: ``n ≥ min_beads`` beads each."""
+        counts = torch.bincount(structures.batch, minlength=structures.n_structures)
         n = structures.n_atoms // structures.n_structures
-        if (structures.n_structures > 1 and bool((counts != n).any())) or n < self.min_beads:
+        if bool((counts != n).any()) or n < self.min_beads:
             raise ValueError(
                 f"{type(self).__name__} needs structures of one topology with at least {self.min_beads} "
                 f"beads each; got bead counts {sorted(set(counts.tolist()))}"
             )
+
+    def stacked(self, structures: Structures) -> Tensor:
+        """``pos [B, n, 3]`` of structures of ``n`` beads each (:meth:`check_structures`)."""
+        n = structures.n_atoms // structures.n_structures
         return structures.pos.view(structures.n_structures, n, 3)
 
     def atom_energies(self, structures: Structures) -> Tensor:

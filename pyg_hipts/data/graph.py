@@ -135,6 +135,9 @@ class PairList:
         has_layout: whether ``slot``, ``reverse``, ``max_neighbours`` and ``canonical`` describe
             the neighbour lists (:func:`build_pair_list`); ``False`` for the geometry-only lists
             of :func:`plain_pair_list`, which models evaluate without the padded layout.
+        shifts: ``[P, 3]`` the periodic image shifts inside ``vec`` (``None``: no shifts).
+        traced: whether the list lives in a traced graph, where models must not synchronise with
+            the host (no checks of values).
 
     Functions of the distance alone are the same for a pair and its reverse, so they can be
     evaluated on one direction of each pair (``dist[canonical]``, ``[P / 2]``) and spread back
@@ -151,6 +154,8 @@ class PairList:
     canonical: Tensor
     from_canonical: Tensor
     has_layout: bool = True
+    shifts: Tensor | None = None
+    traced: bool = False
     _memo: dict[str, Tensor] = field(default_factory=dict, repr=False)
 
     def memo(self, key: str, compute: Callable[[], Tensor]) -> Tensor:
@@ -190,11 +195,8 @@ def build_pair_list(
     each pair's reverse (whose shift is the negative). Raises if the list is not symmetric.
     """
     n_atoms = pos.shape[0]
-    source, target = edge_index
-    vec = pos[source] - pos[target]
-    if shifts is not None:
-        vec = vec + shifts
-    dist = torch.linalg.vector_norm(vec, dim=-1)
+    target = edge_index[1]
+    vec, dist = pair_geometry(pos, edge_index, shifts)
     n_pairs = edge_index.shape[1]
     counts = torch.bincount(target, minlength=n_atoms)
     starts = torch.cumsum(counts, 0) - counts
@@ -208,7 +210,26 @@ def build_pair_list(
     position = torch.empty_like(index)
     position[canonical] = torch.arange(len(canonical), device=pos.device)
     from_canonical = position[torch.minimum(index, reverse)]
-    return PairList(edge_index, vec, dist, n_atoms, slot, reverse, max_neighbours, canonical, from_canonical)
+    return PairList(
+        edge_index,
+        vec,
+        dist,
+        n_atoms,
+        slot,
+        reverse,
+        max_neighbours,
+        canonical,
+        from_canonical,
+        shifts=shifts,
+    )
+
+
+def pair_geometry(pos: Tensor, edge_index: Tensor, shifts: Tensor | None) -> tuple[Tensor, Tensor]:
+    """Pair vectors ``r_ij = pos_j − pos_i (+ shift)`` ``[P, 3]`` and distances ``[P]``."""
+    vec = pos[edge_index[0]] - pos[edge_index[1]]
+    if shifts is not None:
+        vec = vec + shifts
+    return vec, torch.linalg.vector_norm(vec, dim=-1)
 
 
 def plain_pair_list(pos: Tensor, edge_index: Tensor, shifts: Tensor) -> PairList:
@@ -218,10 +239,22 @@ def plain_pair_list(pos: Tensor, edge_index: Tensor, shifts: Tensor) -> PairList
 
     ``pos [N, 3]``, ``edge_index [2, P]`` (source, target), ``shifts [P, 3]`` Cartesian image shifts.
     """
-    vec = pos[edge_index[0]] - pos[edge_index[1]] + shifts
+    vec, dist = pair_geometry(pos, edge_index, shifts)
     index = torch.arange(edge_index.shape[1], device=pos.device)
-    dist = torch.linalg.vector_norm(vec, dim=-1)
-    return PairList(edge_index, vec, dist, pos.shape[0], index, index, 0, index, index, has_layout=False)
+    return PairList(
+        edge_index,
+        vec,
+        dist,
+        pos.shape[0],
+        index,
+        index,
+        0,
+        index,
+        index,
+        has_layout=False,
+        shifts=shifts,
+        traced=True,
+    )
 
 
 def _reverse_pairs(edge_index: Tensor, n_atoms: int, image_index: Tensor | None) -> Tensor:

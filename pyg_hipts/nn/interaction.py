@@ -210,6 +210,8 @@ class TensorInteraction(MessagePassing):
         )
         # y_j = x_j W_ν for every ν: [N, ν, f_out]
         y = torch.matmul(x.unsqueeze(0), self.weight).transpose(0, 1)
+        if fused and pairs.traced:  # a sparse adjacency's size would be fixed by the trace
+            return self.message_and_aggregate(pairs.edge_index, y, sense, basis, pairs)
         edges = pairs.memo("adjacency", pairs.adjacency) if fused else pairs.edge_index
         return self.propagate(
             edges, y=y, sense=sense, basis=basis, pairs=pairs, size=(x.shape[0], x.shape[0])

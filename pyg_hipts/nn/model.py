@@ -155,7 +155,7 @@ class HipNN(Potential):
         """``Σ_k e_i^(k)`` ``[N]``; records ``level_energies [B, L + 1]`` and
         ``hierarchicality [B, 1]`` (see :class:`~.energy.HierarchicalEnergy`)."""
         pairs = structures.pairs(self.dist_hard_max)
-        if pairs.has_layout:  # not in a traced graph (the check synchronises with the host)
+        if not pairs.traced:  # the check synchronises with the host
             self.interactions[0].sensitivity.warn_if_too_close(pairs.dist)
         levels = self.features(structures.z, structures.pos, pairs)
         energies = self.energy_head(levels, structures.batch, structures.n_structures)

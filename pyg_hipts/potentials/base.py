@@ -33,6 +33,7 @@ from torch_geometric.data import Batch
 
 from pyg_hipts.data.dataset import MIN_DISTANCE_ANGSTROM
 from pyg_hipts.data.graph import validate_atoms
+from pyg_hipts.potentials.compiled_training import CompiledTraining
 from pyg_hipts.potentials.species import SpeciesIndex
 from pyg_hipts.potentials.strain import apply_strain, stress_from_strain_gradient, zero_strain
 from pyg_hipts.potentials.structures import Structures
@@ -174,6 +175,20 @@ class Potential(nn.Module, ABC):
         self.__dict__["atom_energies"] = torch.compile(type(self).atom_energies.__get__(self), dynamic=True)
         return self
 
+    def compile_for_training(self, backend: str = "inductor") -> Potential:
+        """Compile the evaluation that a loss on forces differentiates, in place; returns the
+        potential.
+
+        ``predict(forces=True, create_graph=True)`` (without stress or virial) then runs one
+        compiled graph of the atom energies, the forces and the extras whose weight gradients
+        are a first-order backward pass (:mod:`~pyg_hipts.potentials.compiled_training`); the
+        neighbour search and the input checks stay eager. The graph reads the live weights, so
+        optimizer steps need no recompilation. The first batch traces, checks and compiles
+        (about a minute on a CPU); a batch with a new pattern of sizes below 2 does it again.
+        """
+        self.__dict__["_compiled_training"] = CompiledTraining(self, backend)
+        return self
+
     # --- evaluation ----------------------------------------------------------------------------
 
     def structures(
@@ -202,7 +217,17 @@ class Potential(nn.Module, ABC):
         self.species_index(z)  # unknown species are an error here, for every potential
         length = "Å" if self.units is None else self.units.length
         min_distance = MIN_DISTANCE_ANGSTROM * length_factor("Å", length)
-        return Structures(z, pos, batch, int(batch[-1]) + 1, cell, pbc, min_distance)
+        structures = Structures(z, pos, batch, int(batch[-1]) + 1, cell, pbc, min_distance)
+        for module in self.modules():
+            if isinstance(module, Potential):
+                module.check_structures(structures)
+        return structures
+
+    def check_structures(self, structures: Structures) -> None:
+        """Refuse inputs this potential cannot evaluate (``ValueError``), eagerly: called by
+        :meth:`structures` for this potential and every potential it holds, so that
+        :meth:`atom_energies` needs no check that synchronises with the host and can be traced.
+        By default everything is accepted."""
 
     def predict(
         self,
@@ -230,6 +255,11 @@ class Potential(nn.Module, ABC):
         if inputs.periodic and not self.periodic:
             raise ValueError(f"{type(self).__name__} takes no periodic cell")
         strained = stress or virial
+        compiled = self.__dict__.get("_compiled_training")
+        if compiled is not None and create_graph and forces and not strained:
+            atom, force, extras = compiled(inputs)
+            atom = atom.reshape(-1, 1)
+            return PotentialOutput(self._structure_energies(atom, inputs), atom, force, extras=extras)
         pos = inputs.pos
         if (forces or strained) and not pos.requires_grad:
             pos = pos.detach().requires_grad_(True)
@@ -240,12 +270,7 @@ class Potential(nn.Module, ABC):
                 strain = zero_strain(inputs.cell, inputs.pbc, inputs.n_structures)
                 inputs.pos, inputs.cell = apply_strain(pos, inputs.cell, inputs.batch, strain)
             atom = self.atom_energies(inputs).reshape(-1, 1)
-            energy = torch.zeros(inputs.n_structures, 1, dtype=torch.float64, device=atom.device)
-            energy = energy.index_add(0, inputs.batch, atom.double())
-            if not bool(torch.isfinite(energy).all()):
-                bad = (~torch.isfinite(energy)).nonzero()[:, 0].tolist()
-                name = type(self).__name__
-                raise FloatingPointError(f"{name}: non-finite energy for structures {bad[:10]}")
+            energy = self._structure_energies(atom, inputs)
             wrt = ([pos] if forces else []) + ([strain] if strained else [])
             grads: Sequence[Tensor] = []
             if wrt:
@@ -266,6 +291,16 @@ class Potential(nn.Module, ABC):
             if virial:
                 output.virial = -grads[-1]
         return output
+
+    def _structure_energies(self, atom: Tensor, inputs: Structures) -> Tensor:
+        """``E_b = Σ_{i ∈ b} e_i`` ``[B, 1]`` in float64 from ``atom [N, 1]``; non-finite energies
+        are a ``FloatingPointError`` naming the structures."""
+        energy = torch.zeros(inputs.n_structures, 1, dtype=torch.float64, device=atom.device)
+        energy = energy.index_add(0, inputs.batch, atom.double())
+        if not bool(torch.isfinite(energy).all()):
+            bad = (~torch.isfinite(energy)).nonzero()[:, 0].tolist()
+            raise FloatingPointError(f"{type(self).__name__}: non-finite energy for structures {bad[:10]}")
+        return energy
 
     def predict_data(self, data: Batch, **options: Any) -> PotentialOutput:
         """:meth:`predict` on a PyG ``Data`` / ``Batch`` (``z``, ``pos``, ``batch``, ``cell``, ``pbc``)."""

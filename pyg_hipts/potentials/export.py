@@ -31,8 +31,6 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call
-from torch.fx.experimental.proxy_tensor import make_fx
 
 from pyg_hipts.data import read_dataset
 from pyg_hipts.data.graph import PairList, plain_pair_list
@@ -40,6 +38,7 @@ from pyg_hipts.data.periodic import neighbour_pairs
 from pyg_hipts.potentials.base import Potential
 from pyg_hipts.potentials.io import load_potential
 from pyg_hipts.potentials.structures import Structures
+from pyg_hipts.potentials.tracing import WeightedGraph, largest_difference, trace_with_weights
 
 INPUTS = ("z", "pos", "edge_index", "shifts")
 OUTPUTS = ("atom_energies", "forces")
@@ -86,42 +85,14 @@ class EnergyAndForces(nn.Module):
         return atom_energies.detach(), -gradient
 
 
-class TracedPotential(nn.Module):
-    """A traced graph of :class:`EnergyAndForces` with the potential's tensors as buffers."""
-
-    def __init__(self, graph: nn.Module, tensors: Sequence[Tensor]):
-        super().__init__()
-        self.graph = graph
-        self.n_tensors = len(tensors)
-        for index, tensor in enumerate(tensors):
-            self.register_buffer(f"tensor_{index}", tensor)
-
-    def forward(self, z: Tensor, pos: Tensor, edge_index: Tensor, shifts: Tensor) -> tuple[Tensor, Tensor]:
-        tensors = [getattr(self, f"tensor_{index}") for index in range(self.n_tensors)]
-        return self.graph(*tensors, z, pos, edge_index, shifts)
-
-
-def traced_energy_and_forces(potential: Potential, example: Sequence[Tensor]) -> TracedPotential:
+def traced_energy_and_forces(potential: Potential, example: Sequence[Tensor]) -> WeightedGraph:
     """:class:`EnergyAndForces` of ``potential`` traced on ``example`` (the four inputs) into one
-    ATen graph with symbolic shapes; raises ``ValueError`` if the graph and the eager potential
-    disagree on ``example`` (beyond 1e-6 relative)."""
+    ATen graph with symbolic shapes and the weights as buffers; raises ``ValueError`` if the graph
+    and the eager potential disagree on ``example`` (beyond 1e-6 relative)."""
     evaluate = EnergyAndForces(potential.eval())
-    state = {**dict(evaluate.named_parameters()), **dict(evaluate.named_buffers())}
-    names = list(state)
-
-    def with_tensors(*arguments: Tensor) -> tuple[Tensor, Tensor]:
-        tensors = dict(zip(names, arguments[: len(names)], strict=True))
-        return functional_call(evaluate, tensors, tuple(arguments[len(names) :]))
-
-    tensors = [tensor.detach() for tensor in state.values()]
-    try:
-        graph = make_fx(with_tensors, tracing_mode="symbolic")(*tensors, *example)
-    except Exception as error:  # tracing fails in many ways; name the potential and the cause
-        raise ValueError(f"{type(potential).__name__} cannot be traced for export: {error}") from error
-    traced = TracedPotential(graph, tensors)
+    traced = trace_with_weights(evaluate, example, differentiable=False, frozen=True, purpose="export")
     for name, got, expected in zip(OUTPUTS, traced(*example), evaluate(*example), strict=True):
-        scale = float(expected.abs().max()) or 1.0
-        if float((got - expected).abs().max()) > 1e-6 * scale:
+        if largest_difference([got], [expected]) > 1e-6:
             raise ValueError(
                 f"{type(potential).__name__} cannot be exported: its traced {name} differ from the "
                 "eager ones (it needs the neighbour-list layout or a data-dependent branch)"
@@ -171,7 +142,9 @@ def export_potential(potential: Potential, path: str | Path, example: Sequence[T
     traced = traced_energy_and_forces(potential, example)
     atoms, pairs = torch.export.Dim("atoms", min=2), torch.export.Dim("pairs", min=2)
     shapes = ({0: atoms}, {0: atoms}, {1: pairs}, {0: pairs})
-    program = torch.export.export(traced, tuple(example), dynamic_shapes=shapes, strict=False)
+    program = torch.export.export(
+        traced, tuple(example), dynamic_shapes=(shapes,), strict=False
+    )  # forward(*inputs)
     options = {"aot_inductor.metadata": metadata(potential)}
     return Path(
         torch._inductor.aoti_compile_and_package(program, package_path=str(path), inductor_configs=options)

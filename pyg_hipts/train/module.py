@@ -53,6 +53,9 @@ class PotentialModule(LightningModule):
         ema_decay: when set, an exponential moving average ``θ̄ ← d θ̄ + (1 − d) θ`` of the weights,
             updated after every optimizer step, is used for validation, test and predict and is
             saved in checkpoints (``ema_model``).
+        compile: train through a compiled graph of the energies and forces
+            (:meth:`~pyg_hipts.potentials.Potential.compile_for_training`); validation, test
+            and predict stay eager.
     """
 
     def __init__(
@@ -65,6 +68,7 @@ class PotentialModule(LightningModule):
         lr_factor: float = 0.5,
         min_lr: float = 1e-5,
         ema_decay: float | None = None,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         if ema_decay is not None and not 0.0 <= ema_decay < 1.0:
@@ -95,6 +99,8 @@ class PotentialModule(LightningModule):
         self.model = potential
         if self.hparams.ema_decay is not None:
             self.ema_model = copy.deepcopy(potential).requires_grad_(False)
+        if self.hparams.compile:
+            potential.compile_for_training()
 
     @property
     def eval_model(self) -> Potential:
