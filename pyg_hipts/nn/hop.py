@@ -20,10 +20,13 @@ and a mixing weight ``M [f_out, n_inv, f_out]`` combines them::
 Unlike :class:`~.interaction.HipInteraction` (whose ``"complete"`` invariants are divided by the
 norms to be of degree one, and enter with one scale per channel), the scalar ``s`` also passes
 through the mixing. Cost: ``P · C · f_out`` for the sums (``C = 16`` for l = 3, the weights
-applied first), then ``N · 27 · f_out`` per contraction.
+applied first), then per atom and channel the invariants, whose largest intermediate is the set of 28
+quadratic monomials of the free octupole components.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -71,58 +74,95 @@ def _octupole_map() -> Tensor:
 
 SYMMETRIC_PAIRS = (0, 1, 2, 4, 5, 8)
 """Rows ``(i j)`` of ``[9]`` with ``i ≤ j``: 00, 01, 02, 11, 12, 22."""
+PAIR_ROWS, PAIR_COLUMNS = (0, 0, 0, 1, 1, 2), (0, 1, 2, 1, 2, 2)
 PAIR_WEIGHTS = (1.0, 2.0, 2.0, 1.0, 2.0, 1.0)
 """How often each appears among the nine ``(i j)``."""
+PAIR_OF_ENTRY = (0, 1, 2, 1, 3, 4, 2, 4, 5)
+"""The pair (of the six) that holds each of the nine entries of a symmetric 3 × 3 matrix."""
 
 
-def _octupole_gram(t: Tensor) -> Tensor:
-    """``b_kl = Σ_ij T_ijk T_ijl`` ``[N, 3, 3, f]`` from ``T`` ``[N, 9, 3, f]``, over the six
-    distinct ``(i j)`` (T is symmetric) and the six distinct ``(k, l)`` (b is symmetric): 36
-    products per channel instead of 81."""
-    rows = t[:, list(SYMMETRIC_PAIRS)]  # [N, 6, 3, f]
-    weighted = rows * rows.new_tensor(PAIR_WEIGHTS).view(1, 6, 1, 1)
-    entry = {(k, m): (weighted[:, :, k] * rows[:, :, m]).sum(1) for k in range(3) for m in range(k, 3)}
-    return torch.stack([torch.stack([entry[min(k, m), max(k, m)] for m in range(3)], 1) for k in range(3)], 1)
+def symmetric_gram_map(linear: Tensor) -> Tensor:
+    """``[6, n(n+1)/2]`` map ``G`` from the monomials ``u_a u_b`` (``a ≤ b``, row-major upper
+    triangle) of ``n`` free components to the six distinct entries of ``b_kl = Σ_ij X_ijk X_ijl``,
+    where ``X_(ij)k = Σ_a L_(ij)ka u_a`` is a tensor symmetric in ``(i j)``, given ``L`` as
+    ``linear [6 (ij), 3 (k), n]`` over the six distinct ``(i j)``."""
+    n = linear.shape[-1]
+    upper_a, upper_b = torch.triu_indices(n, n)
+    weights = linear.new_tensor(PAIR_WEIGHTS)
+    outer = torch.einsum("p,pka,plb->klab", weights, linear, linear)[list(PAIR_ROWS), list(PAIR_COLUMNS)]
+    both_orders = outer + outer.transpose(1, 2)
+    return torch.where(upper_a == upper_b, outer[:, upper_a, upper_b], both_orders[:, upper_a, upper_b])
 
 
-def hop_invariants(sums: Tensor, l_max: int, n_max: int, maps: tuple[Tensor, Tensor]) -> Tensor:
-    """``[N, C, f]`` tensor sums -> ``[N, n_inv, f]`` invariants (the module docstring), given the
-    component maps ``(quadrupole [3, 3, 5], octupole [3, 3, 3, 7])``.
+class InvariantMaps(NamedTuple):
+    """Constant linear maps of :func:`hop_invariants`: ``quadrupole [6, 5]`` (the six distinct
+    entries of ``Q`` from its five free components), ``octupole [18, 7]`` (``T_(ij)k`` for the six
+    distinct ``(i j)`` and the three ``k`` from its seven free components) and ``octupole_gram
+    [6, 28]`` (:func:`symmetric_gram_map` of it)."""
 
-    Contractions are broadcast products summed over an axis, with the channels ``f`` last and
-    contiguous: ``v [N, 3, f]``, ``Q [N, 3, 3, f]``, ``T`` as ``[N, 9, 3, f]``. (Batched matrix
-    products of ``N · f`` tiny matrices cost several times more on a CPU.)"""
-    n_atoms = sums.shape[0]
-    found: dict[int, Tensor] = {0: sums[:, 0]}
-    v = sums[:, 1:4]
+    quadrupole: Tensor
+    octupole: Tensor
+    octupole_gram: Tensor
+
+
+def invariant_maps() -> InvariantMaps:
+    """The :class:`InvariantMaps` in float32."""
+    quadrupole = _quadrupole_map().reshape(9, 5)[list(SYMMETRIC_PAIRS)]
+    octupole = _octupole_map().reshape(9, 3, 7)[list(SYMMETRIC_PAIRS)]
+    return InvariantMaps(quadrupole, octupole.reshape(18, 7), symmetric_gram_map(octupole))
+
+
+def hop_invariants(sums: Tensor, l_max: int, n_max: int, maps: InvariantMaps) -> Tensor:
+    """``[N, C, f]`` tensor sums -> ``[N, n_inv, f]`` invariants (the module docstring).
+
+    Evaluated component-major: every tensor is a stack of rows ``[·, N·f]``, so each contraction
+    is a product of whole rows, and every linear map between components (free components to
+    symmetric entries, monomials to ``b``) is one matrix product. Symmetric matrices are kept by
+    their six distinct entries (``Q``, ``a``, ``b``, ``d``, ``v vᵀ``); ``b`` comes from the 28
+    monomials of the seven free octupole components. Nothing of size ``N · 27 · f`` is built."""
+    n_atoms, n_components, n_channels = sums.shape
+    x = sums.transpose(0, 1).reshape(n_components, n_atoms * n_channels)
+    pair_weights = sums.new_tensor(PAIR_WEIGHTS).unsqueeze(0)
+
+    def symmetric_dot(left: Tensor, right: Tensor) -> Tensor:
+        """``Σ_ij A_ij B_ij`` of two symmetric matrices given by their six entries ``[6, M]``."""
+        return (pair_weights @ (left * right)).squeeze(0)
+
+    found: dict[int, Tensor] = {0: x[0]}
+    v = x[1:4]
     if l_max >= 1 and n_max >= 2:
-        found[1] = (v * v).sum(1)
+        found[1] = (v * v).sum(0)
     if l_max >= 2:
-        q = torch.matmul(maps[0].reshape(9, 5), sums[:, 4:9]).view(n_atoms, 3, 3, -1)
-        found[2] = (q * q).sum((1, 2))
+        q = maps.quadrupole.to(x.dtype) @ x[4:9]  # [6, M]
+        found[2] = symmetric_dot(q, q)
         if n_max >= 3:
-            a = (q.unsqueeze(3) * q.unsqueeze(1)).sum(2)  # a_ij = Q_ik Q_kj
-            c = (q * v.unsqueeze(2)).sum(1)  # c_j = Q_ij v_i
-            found[3] = (a * q).sum((1, 2))
-            found[6] = (c * v).sum(1)
+            q_full = q[list(PAIR_OF_ENTRY)].view(3, 3, -1)
+            a = (q_full[list(PAIR_ROWS)] * q_full[list(PAIR_COLUMNS)]).sum(1)  # a_ij = Q_ik Q_kj
+            c = (q_full * v.unsqueeze(0)).sum(1)  # c_i = Q_ij v_j
+            found[3] = symmetric_dot(a, q)
+            found[6] = (c * v).sum(0)
         if n_max >= 4:
-            found[7] = (c * c).sum(1)
+            found[7] = (c * c).sum(0)
     if l_max >= 3:
-        t = torch.matmul(maps[1].reshape(27, 7), sums[:, 9:16]).view(n_atoms, 9, 3, -1)  # [N, (i j), k, f]
-        b = _octupole_gram(t)  # b_kl = T_ijk T_ijl
-        found[4] = torch.diagonal(b, dim1=1, dim2=2).sum(-1)
+        free = x[9:16]
+        upper_a, upper_b = torch.triu_indices(7, 7, device=x.device)
+        monomials = free.index_select(0, upper_a) * free.index_select(0, upper_b)  # [28, M]
+        b = maps.octupole_gram.to(x.dtype) @ monomials  # b_kl = T_ijk T_ijl, [6, M]
+        found[4] = b[0] + b[3] + b[5]
         if n_max >= 3:
-            found[10] = (b * q).sum((1, 2))
+            found[10] = symmetric_dot(b, q)
         if n_max >= 4:
-            d = (t * v.unsqueeze(1)).sum(2).view(n_atoms, 3, 3, -1)  # d_ij = T_ijk v_k
-            e = (t * q.reshape(n_atoms, 9, 1, -1)).sum(1)  # e_k = T_ijk Q_ij
-            vv = v.unsqueeze(2) * v.unsqueeze(1)
-            found[5] = (b * b).sum((1, 2))
-            found[8] = (vv * d).sum((1, 2))
-            found[9] = (vv * b).sum((1, 2))
-            found[11] = (b * a).sum((1, 2))
-            found[12] = (e * e).sum(1)
-    return torch.stack([found[k] for k in INVARIANTS[n_max, l_max]], dim=1)
+            t = (maps.octupole.to(x.dtype) @ free).view(6, 3, -1)  # T_(ij)k
+            d = (t * v.unsqueeze(0)).sum(1)  # d_ij = T_ijk v_k
+            e = (t * (pair_weights.view(6, 1, 1) * q.unsqueeze(1))).sum(0)  # e_k = T_ijk Q_ij
+            vv = v[list(PAIR_ROWS)] * v[list(PAIR_COLUMNS)]
+            found[5] = symmetric_dot(b, b)
+            found[8] = symmetric_dot(d, vv)
+            found[9] = symmetric_dot(b, vv)
+            found[11] = symmetric_dot(b, a)
+            found[12] = (e * e).sum(0)
+    invariants = torch.stack([found[k] for k in INVARIANTS[n_max, l_max]], dim=0)
+    return invariants.view(-1, n_atoms, n_channels).transpose(0, 1)
 
 
 class HopInteraction(TensorInteraction):
@@ -173,8 +213,8 @@ class HopInteraction(TensorInteraction):
         self.mixing_weights = nn.Parameter(torch.empty(out_features, self.n_invariants, out_features))
         norm = nn.GroupNorm(self.n_invariants, self.n_invariants * out_features, eps=group_norm_eps)
         self.group_norm = norm if group_norm else None
-        self.register_buffer("quadrupole_map", _quadrupole_map(), persistent=False)
-        self.register_buffer("octupole_map", _octupole_map(), persistent=False)
+        for name, value in invariant_maps()._asdict().items():
+            self.register_buffer(f"{name}_map", value, persistent=False)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -187,7 +227,7 @@ class HopInteraction(TensorInteraction):
         return [*super().regularization_parameters(), self.mixing_weights]
 
     def combine(self, sums: Tensor, x: Tensor) -> Tensor:
-        maps = (self.quadrupole_map.to(sums.dtype), self.octupole_map.to(sums.dtype))
+        maps = InvariantMaps(self.quadrupole_map, self.octupole_map, self.octupole_gram_map)
         invariants = hop_invariants(sums, self.l_max, self.n_max, maps)  # [N, n_inv, f]
         if self.group_norm is not None:
             n_atoms = invariants.shape[0]
