@@ -10,7 +10,11 @@ ready-made (its bare modules have no neighbour search), which favours hippynn.
 
 Run from the project root::
 
-    python benchmarks/model_speed.py --threads 1
+    python benchmarks/model_speed.py --threads 1 [--keep-freed-memory]
+
+``--keep-freed-memory`` applies :func:`pyg_hipts.allocator.keep_freed_memory` to the whole process
+(every row): the HIP-HOP-NN steps otherwise page-fault tens of thousands of freed pages back in
+on every step.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import numpy as np
 import psutil
 import torch
 
+from pyg_hipts.allocator import keep_freed_memory
 from pyg_hipts.nn import HipNN
 from pyg_hipts.timing import median_seconds
 
@@ -209,8 +214,17 @@ def main() -> None:
         default="auto",
         help="hippynn custom kernel implementation (numba, triton, cupy, pytorch; auto: the best installed)",
     )
+    parser.add_argument(
+        "--keep-freed-memory",
+        action="store_true",
+        help="call pyg_hipts.allocator.keep_freed_memory() first (every row, ours and hippynn's)",
+    )
     parser.add_argument("--memory-of", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    allocator = "glibc default"
+    if args.keep_freed_memory:
+        accepted = keep_freed_memory()
+        allocator = "keep_freed_memory" if accepted else "glibc default (keep_freed_memory refused)"
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     batch = aspirin_batch(args.molecules)
@@ -224,6 +238,7 @@ def main() -> None:
     print(
         f"# torch {torch.__version__}, {args.threads} thread(s), {args.molecules} aspirin molecules, {SIZES}"
     )
+    print(f"# allocator: {allocator} (peak memory: child processes with the default)")
     results = {}
     print(f"{'model':<34} {'infer ms':>9} {'train ms':>9} {'train peak MiB':>15}")
     for name, build in available.items():
