@@ -93,3 +93,24 @@ def test_save_is_atomic_and_leaves_no_temporary_file(tmp_path: Path) -> None:
     path = save_potential(_small(), tmp_path / "model.pt")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]
     assert load_potential(path).species == [1, 6, 8]
+
+
+def test_every_loader_passes_its_trusted_packages_on(tmp_path: Path) -> None:
+    from pyg_hipts.calculators import HipCalculator
+    from pyg_hipts.potentials import Ensemble
+
+    paths = [save_potential(_small(), tmp_path / f"member{i}.pt") for i in range(2)]
+    (tmp_path / "ensemble.yaml").write_text("checkpoints: [member0.pt, member1.pt]\n")
+    only_pyg = ("torch_geometric",)
+    loaders = {
+        "calculator": lambda trusted: HipCalculator.from_checkpoint(paths[0], trusted=trusted),
+        "calculator ensemble": lambda trusted: HipCalculator.from_ensemble(
+            tmp_path / "ensemble.yaml", trusted=trusted
+        ),
+        "ensemble": lambda trusted: Ensemble.from_file(tmp_path / "ensemble.yaml", trusted=trusted),
+    }
+    for name, load in loaders.items():
+        assert load(("pyg_hipts",)) is not None, name
+        refusal = r"member0\.pt: .*outside the trusted packages \['torch_geometric'\]"
+        with pytest.raises(CheckpointError, match=refusal):
+            load(only_pyg)

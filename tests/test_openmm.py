@@ -20,7 +20,7 @@ from pyg_hipts.cli import main
 from pyg_hipts.nn import HipNN
 from pyg_hipts.openmm import add_rest, native_system, potential_force
 from pyg_hipts.openmm.files import bead_topology, read_system, write_system
-from pyg_hipts.potentials import Potential, SumPotential, load_potential, save_potential
+from pyg_hipts.potentials import CheckpointError, Potential, SumPotential, load_potential, save_potential
 from pyg_hipts.units import Units, energy_factor
 
 from .test_ase_calculator import CONFIG, TINY_RUN, _ethanol_atoms, _fit, _water_box
@@ -146,6 +146,14 @@ def test_unknown_element_is_an_error_naming_the_atom() -> None:
     topology = _topology([6, 1, 17])
     with pytest.raises(ValueError, match=r"atom 2 \(Cl of residue MOL 1\) is Cl \(Z = 17\), which the model"):
         MLPotential("pyg_hipts", potential=_network([1, 6, 8])).createSystem(topology)
+
+
+def test_a_checkpoint_naming_an_untrusted_class_is_refused(tmp_path: Path) -> None:
+    checkpoint = save_potential(_network([1, 6, 8]), tmp_path / "ethanol.pt")
+    topology = _topology([6, 1, 8])
+    with pytest.raises(CheckpointError, match=r"ethanol\.pt: .*outside the trusted packages \['mace'\]"):
+        MLPotential("pyg_hipts", checkpoint=str(checkpoint), trusted=("mace",)).createSystem(topology)
+    assert MLPotential("pyg_hipts", checkpoint=str(checkpoint)).createSystem(topology).getNumParticles() == 3
 
 
 def test_nve_with_a_trained_model_conserves_energy(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,6 +12,7 @@ and ``calc.results`` also holds their standard deviations ``energy_std`` (eV) an
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError, 
 from ase.stress import full_3x3_to_voigt_6_stress
 from torch import Tensor
 
-from pyg_hipts.potentials import Potential, load_potential
+from pyg_hipts.potentials import TRUSTED_PACKAGES, Potential, load_potential
 from pyg_hipts.potentials.ensemble import Ensemble
 from pyg_hipts.units import EV_ANGSTROM, energy_factor, length_factor
 
@@ -63,18 +64,27 @@ class HipCalculator(Calculator):
 
     @classmethod
     def from_checkpoint(
-        cls, path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float64
+        cls,
+        path: str | Path,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float64,
+        trusted: Iterable[str] = TRUSTED_PACKAGES,
     ) -> HipCalculator:
         """Any potential from a training checkpoint (EMA weights when it has them) or a file of
-        :func:`~pyg_hipts.potentials.save_potential` (an ensemble too), in its units."""
-        return cls(load_potential(path), device=device, dtype=dtype)
+        :func:`~pyg_hipts.potentials.save_potential` (an ensemble too), in its units; the classes
+        it names must lie in the ``trusted`` packages."""
+        return cls(load_potential(path, trusted=trusted), device=device, dtype=dtype)
 
     @classmethod
     def from_ensemble(
-        cls, path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float64
+        cls,
+        path: str | Path,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float64,
+        trusted: Iterable[str] = TRUSTED_PACKAGES,
     ) -> HipCalculator:
         """The ensemble of the ``ensemble.yaml`` written by ``pyg-hipts ensemble``."""
-        return cls(Ensemble.from_file(path), device=device, dtype=dtype)
+        return cls(Ensemble.from_file(path, trusted=trusted), device=device, dtype=dtype)
 
     def calculate(
         self,

@@ -7,8 +7,10 @@ point), so that any trained potential of the package runs in OpenMM::
     mixed = potential.createMixedSystem(topology, mm_system, ml_atoms)  # ML/MM, mechanical embedding
 
 Arguments of ``MLPotential``: ``checkpoint`` (a training checkpoint or a saved potential, read
-without executing pickled code) or ``potential`` (a :class:`~pyg_hipts.potentials.Potential`
-object), and optionally ``device``, ``dtype`` (``"float64"``, the default, or ``"float32"``) and
+without executing pickled code; the classes it names must lie in the packages of ``trusted``,
+:data:`~pyg_hipts.potentials.TRUSTED_PACKAGES` by default) or ``potential`` (a
+:class:`~pyg_hipts.potentials.Potential` object), and optionally ``device``, ``dtype``
+(``"float64"``, the default, or ``"float32"``) and
 ``compile=True`` (:meth:`~pyg_hipts.potentials.Potential.compile_for_inference`).
 Species are the topology's elements (atomic numbers); an element the model does not know is an
 error naming the atom. A topology with periodic box vectors gives a periodic force.
@@ -26,7 +28,7 @@ from openmm import app
 from openmmml.mlpotential import MLPotentialImpl, MLPotentialImplFactory
 
 from pyg_hipts.openmm.force import potential_force
-from pyg_hipts.potentials import Potential, load_potential
+from pyg_hipts.potentials import TRUSTED_PACKAGES, Potential, load_potential
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
@@ -89,6 +91,7 @@ class PotentialImplFactory(MLPotentialImplFactory):
         device: str | torch.device = "cpu",
         dtype: str | torch.dtype = "float64",
         compile: bool = False,
+        trusted: Iterable[str] = TRUSTED_PACKAGES,
         **args: Any,
     ) -> PotentialImpl:
         if (checkpoint is None) == (potential is None):
@@ -98,7 +101,7 @@ class PotentialImplFactory(MLPotentialImplFactory):
                 raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
             dtype = DTYPES[dtype]
         if potential is None:
-            potential = load_potential(checkpoint)
+            potential = load_potential(checkpoint, trusted=trusted)
         if compile:
             potential.compile_for_inference()
         return PotentialImpl(potential, device, dtype)

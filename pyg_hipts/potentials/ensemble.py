@@ -14,7 +14,7 @@ population standard deviations over the members, e.g. ``σ_E = sqrt((1/M) Σ_m (
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ import yaml
 from torch import Tensor, nn
 
 from pyg_hipts.potentials.base import Potential, PotentialOutput
-from pyg_hipts.potentials.io import load_potential
+from pyg_hipts.potentials.io import TRUSTED_PACKAGES, load_potential
 from pyg_hipts.potentials.structures import Structures
 from pyg_hipts.potentials.sum import PotentialFactory, build_parts
 from pyg_hipts.units import Units
@@ -77,13 +77,17 @@ class Ensemble(Potential):
 
     @classmethod
     def from_checkpoints(
-        cls, paths: Sequence[str | Path], map_location: str | torch.device = "cpu"
+        cls,
+        paths: Sequence[str | Path],
+        map_location: str | torch.device = "cpu",
+        trusted: Iterable[str] = TRUSTED_PACKAGES,
     ) -> Ensemble:
         """Members from training checkpoints or saved potentials
-        (:func:`~pyg_hipts.potentials.load_potential`); they must share their species and units."""
+        (:func:`~pyg_hipts.potentials.load_potential`, whose ``trusted`` packages the classes named
+        in them must lie in); they must share their species and units."""
         if len(paths) < 2:
             raise ValueError(f"an ensemble needs at least 2 checkpoints, got {len(paths)}")
-        members = [load_potential(path, map_location) for path in paths]
+        members = [load_potential(path, map_location, trusted) for path in paths]
         for label, key in (("species", lambda m: sorted(m.species)), ("units", lambda m: m.units)):
             values = [key(member) for member in members]
             if any(value != values[0] for value in values):
@@ -92,7 +96,12 @@ class Ensemble(Potential):
         return cls(members[0].species, members, members[0].units)
 
     @classmethod
-    def from_file(cls, path: str | Path, map_location: str | torch.device = "cpu") -> Ensemble:
+    def from_file(
+        cls,
+        path: str | Path,
+        map_location: str | torch.device = "cpu",
+        trusted: Iterable[str] = TRUSTED_PACKAGES,
+    ) -> Ensemble:
         """The ``ensemble.yaml`` written by ``pyg-hipts ensemble``: a mapping with a list of
         ``checkpoints`` (paths relative to the file)."""
         path = Path(path)
@@ -109,7 +118,7 @@ class Ensemble(Potential):
         missing = [str(p) for p in paths if not p.is_file()]
         if missing:
             raise FileNotFoundError(f"{path}: the checkpoints {missing} do not exist")
-        return cls.from_checkpoints(paths, map_location)
+        return cls.from_checkpoints(paths, map_location, trusted)
 
     # --- capabilities --------------------------------------------------------------------------
 
