@@ -97,19 +97,22 @@ def symmetric_gram_map(linear: Tensor) -> Tensor:
 class InvariantMaps(NamedTuple):
     """Constant linear maps of :func:`hop_invariants`: ``quadrupole [6, 5]`` (the six distinct
     entries of ``Q`` from its five free components), ``octupole [18, 7]`` (``T_(ij)k`` for the six
-    distinct ``(i j)`` and the three ``k`` from its seven free components) and ``octupole_gram
-    [6, 28]`` (:func:`symmetric_gram_map` of it)."""
+    distinct ``(i j)`` and the three ``k`` from its seven free components), ``octupole_gram
+    [6, 28]`` (:func:`symmetric_gram_map` of it) and ``monomial_pairs [2, 28]`` (the ``(a, b)``,
+    ``a ≤ b``, of its monomials)."""
 
     quadrupole: Tensor
     octupole: Tensor
     octupole_gram: Tensor
+    monomial_pairs: Tensor
 
 
 def invariant_maps() -> InvariantMaps:
-    """The :class:`InvariantMaps` in float32."""
+    """The :class:`InvariantMaps`, the linear ones in float32."""
     quadrupole = _quadrupole_map().reshape(9, 5)[list(SYMMETRIC_PAIRS)]
     octupole = _octupole_map().reshape(9, 3, 7)[list(SYMMETRIC_PAIRS)]
-    return InvariantMaps(quadrupole, octupole.reshape(18, 7), symmetric_gram_map(octupole))
+    gram = symmetric_gram_map(octupole)
+    return InvariantMaps(quadrupole, octupole.reshape(18, 7), gram, torch.triu_indices(7, 7))
 
 
 def hop_invariants(sums: Tensor, l_max: int, n_max: int, maps: InvariantMaps) -> Tensor:
@@ -145,7 +148,7 @@ def hop_invariants(sums: Tensor, l_max: int, n_max: int, maps: InvariantMaps) ->
             found[7] = (c * c).sum(0)
     if l_max >= 3:
         free = x[9:16]
-        upper_a, upper_b = torch.triu_indices(7, 7, device=x.device)
+        upper_a, upper_b = maps.monomial_pairs
         monomials = free.index_select(0, upper_a) * free.index_select(0, upper_b)  # [28, M]
         b = maps.octupole_gram.to(x.dtype) @ monomials  # b_kl = T_ijk T_ijl, [6, M]
         found[4] = b[0] + b[3] + b[5]
@@ -227,7 +230,7 @@ class HopInteraction(TensorInteraction):
         return [*super().regularization_parameters(), self.mixing_weights]
 
     def combine(self, sums: Tensor, x: Tensor) -> Tensor:
-        maps = InvariantMaps(self.quadrupole_map, self.octupole_map, self.octupole_gram_map)
+        maps = InvariantMaps(*(getattr(self, f"{name}_map") for name in InvariantMaps._fields))
         invariants = hop_invariants(sums, self.l_max, self.n_max, maps)  # [N, n_inv, f]
         if self.group_norm is not None:
             n_atoms = invariants.shape[0]
