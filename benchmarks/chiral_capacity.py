@@ -5,7 +5,9 @@ which is odd under reflection (``φ, ψ → −φ, −ψ``), and its forces ``�
 Gaussian noise of standard deviation ``σ`` per component (the real CG forces carry noise of about
 20 kcal/mol/Å). HIP-NN with and without the pseudoscalar features is fitted to the forces alone
 on the first 80 % of the trajectory (time blocks) and tested on the last 10 % against the
-noise-free target. A reflection-invariant model cannot fit an odd target: its best is zero.
+noise-free target. A reflection-invariant model sees ``(φ, ψ)`` and ``(−φ, −ψ)`` alike, so it can
+follow an odd target only where a dihedral keeps one sign in the frames (there ``sin φ`` is a
+function of ``cos φ``).
 
 Printed per run: the unexplained fraction of the target's force variance on the test frames,
 ``⟨|F_pred − F|²⟩ / ⟨|F|²⟩``, and the Pearson correlation of predicted and target energies.
