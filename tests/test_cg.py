@@ -1,6 +1,5 @@
-"""Coarse-graining: mapping (centres of mass, summed forces, unwrapping), the fixed-topology priors
-(math, per-bead energies, periodic images, Boltzmann inversion), a prior + network sum (forces,
-saving and loading) and the structural analysis."""
+"""Coarse-graining: the fixed-topology priors (math, per-bead energies, periodic images, Boltzmann
+inversion) and a prior + network sum (forces, saving and loading)."""
 
 from __future__ import annotations
 
@@ -17,7 +16,6 @@ from pyg_hipts.cg import (
     FourierDihedrals,
     HarmonicAngles,
     HarmonicBonds,
-    Mapping,
     PriorTerm,
     Repulsion,
     TopologyPrior,
@@ -33,49 +31,9 @@ from pyg_hipts.units import Units, boltzmann_constant
 
 from .conftest import SHARED_DATA
 
-WATER_MASSES = [15.999, 1.008, 1.008]
 BEAD_TYPES = [1, 2, 3, 1, 2]  # C N CA C N
 KCAL = Units("Å", "kcal/mol")
 QUADS = [[0, 1, 2, 3], [1, 2, 3, 4]]
-
-
-def test_centre_of_mass_and_summed_forces_of_a_known_system() -> None:
-    rng = np.random.default_rng(0)
-    pos = rng.normal(size=(4, 6, 3))
-    forces = rng.normal(size=(4, 6, 3))
-    masses = np.array([12.0, 1.0, 1.0, 16.0, 1.0, 14.0])
-    mapping = Mapping.centers_of_mass([[0, 1, 2], [3, 4], [5]], masses, types=[6, 8, 7])
-    beads = mapping.positions(pos)
-    expected = (12 * pos[:, 0] + pos[:, 1] + pos[:, 2]) / 14
-    np.testing.assert_allclose(beads[:, 0], expected, rtol=1e-12)
-    np.testing.assert_allclose(beads[:, 2], pos[:, 5])
-    np.testing.assert_allclose(mapping.forces(forces)[:, 1], forces[:, 3] + forces[:, 4], rtol=1e-12)
-    assert mapping.types.tolist() == [6, 8, 7] and mapping.bead_masses.tolist() == [14.0, 17.0, 14.0]
-    # total force and the mass-weighted centre are conserved by the map
-    np.testing.assert_allclose(mapping.forces(forces).sum(1), forces.sum(1), rtol=1e-12)
-    selection = Mapping.selection([0, 3], masses)
-    np.testing.assert_allclose(selection.positions(pos), pos[:, [0, 3]])
-
-
-def test_molecules_are_unwrapped_across_the_boundary() -> None:
-    cell = np.array([[10.0, 0.0, 0.0], [2.0, 9.0, 0.0], [0.0, 1.0, 8.0]])  # triclinic
-    water = np.array([[0.0, 0.0, 0.0], [0.96, 0.0, 0.0], [-0.24, 0.93, 0.0]]) + np.array([9.8, 4.0, 3.0])
-    mapping = Mapping.per_molecule(1, WATER_MASSES)
-    whole = mapping.positions(water, cell)
-    wrapped = water.copy()
-    wrapped[1] -= cell[0]  # the first hydrogen crosses the boundary
-    wrapped[2] += cell[1] - cell[2]
-    np.testing.assert_allclose(mapping.positions(wrapped, cell), whole, atol=1e-12)
-    assert not np.allclose(mapping.positions(wrapped), whole)  # without the cell it would be wrong
-
-
-def test_mapping_rejects_bad_input() -> None:
-    with pytest.raises(ValueError, match="share atoms"):
-        Mapping.centers_of_mass([[0, 1], [1, 2]], [1.0, 1.0, 1.0])
-    with pytest.raises(ValueError, match="must be"):
-        Mapping.centers_of_mass([[0, 1]], [1.0, 1.0]).positions(np.zeros((5, 3, 3)))
-    with pytest.raises(ValueError, match="NaN"):
-        Mapping.centers_of_mass([[0, 1]], [1.0, 1.0]).forces(np.full((2, 3), np.nan))
 
 
 def _ala2(n: int = 2000) -> np.ndarray:
@@ -426,44 +384,3 @@ def test_saved_cg_model_loads_with_identical_predictions(tmp_path: Path, dtype: 
     fitted = model.term(TopologyPrior).terms[0].k
     assert float(fitted.min()) > 10.0  # fitted constants, not the placeholders
     torch.testing.assert_close(loaded.term(TopologyPrior).terms[0].k, fitted.to(loaded.dtype), rtol=0, atol=0)
-
-
-def test_radial_distribution_of_an_ideal_gas_is_one_and_divergences() -> None:
-    from pyg_hipts.cg.analysis import jensen_shannon, radial_distribution, state_populations
-
-    rng = np.random.default_rng(2)
-    cell = np.array([[12.0, 0.0, 0.0], [3.0, 11.0, 0.0], [1.0, 2.0, 13.0]])
-    positions = rng.random((40, 300, 3)) @ cell
-    r, g = radial_distribution(positions, cell, r_max=5.0, n_bins=10)
-    np.testing.assert_allclose(g[2:], 1.0, atol=0.05)  # uniform points: g = 1
-    with pytest.raises(ValueError, match="half the cell"):
-        radial_distribution(positions, cell, r_max=7.0)
-    p = np.array([0.5, 0.5, 0.0])
-    assert jensen_shannon(p, p) == 0.0
-    assert jensen_shannon(p, np.array([0.0, 0.0, 1.0])) == pytest.approx(math.log(2))
-    populations = state_populations(np.radians([-60, -60, -150, 60]), np.radians([-45, 140, -150, 30]))
-    assert populations == {"alpha": 0.25, "beta": 0.5, "alpha_L": 0.25}
-
-
-@pytest.mark.parametrize("center", [2.83, 2.87, 2.9])
-def test_first_peak_is_placed_between_bin_centres(center: float) -> None:
-    """On 0.1 Å bins, a Gaussian peak's position comes back to far better than the bin width."""
-    from pyg_hipts.cg.analysis import first_peak
-
-    r = np.arange(0.0, 8.0, 0.1) + 0.05
-    g = 1.0 + 2.0 * np.exp(-((r - center) ** 2) / (2 * 0.25**2))
-    position, height = first_peak(r, g)
-    assert position == pytest.approx(center, abs=0.005) and height == pytest.approx(3.0, rel=0.01)
-    assert first_peak(r[::-1][:30][::-1], np.linspace(0.0, 1.0, 30)) == (pytest.approx(r[-1]), 1.0)
-
-
-def test_shared_histograms_of_two_samples() -> None:
-    from pyg_hipts.cg.analysis import jensen_shannon, shared_histograms
-
-    rng = np.random.default_rng(3)
-    reference = rng.normal(1.5, 0.05, 20000)
-    centers, p, q = shared_histograms(reference, rng.normal(1.5, 0.05, 20000), n_bins=40)
-    assert centers.shape == p.shape == q.shape == (40,) and p.sum() == pytest.approx(1.0)
-    assert jensen_shannon(p, q) < 0.01  # the same distribution
-    _, p, q = shared_histograms(reference, rng.normal(1.7, 0.05, 20000), n_bins=40)
-    assert jensen_shannon(p, q) > 0.6  # barely overlapping: close to ln 2
