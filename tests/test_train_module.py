@@ -1,6 +1,5 @@
 """PotentialModule (loss terms and metric numbers, species and units from the data, pre-fit of
-reference energies, EMA, short fits that learn, any potential passed as an object) and the data
-module's splits and reader options."""
+reference energies, EMA, short fits that learn, any potential passed as an object)."""
 
 from __future__ import annotations
 
@@ -8,24 +7,21 @@ import copy
 import functools
 import math
 from collections.abc import Sequence
-from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from lightning.pytorch import Callback, Trainer
 from torch import Tensor, nn
 from torch_geometric.data import Batch, Data
 
-from pyg_hipts.data import Units, count_species, embedded_dataset_path, fit_reference_energies, save_split
+from pyg_hipts.data import Units, count_species, fit_reference_energies
 from pyg_hipts.nn import HipNN
 from pyg_hipts.potentials import Potential, ReferenceEnergies, Structures, SumPotential
 from pyg_hipts.train import AtomsDataModule, PotentialModule
-from pyg_hipts.train.datamodule import resolve_data_path
 from pyg_hipts.train.losses import AtomEnergyLoss, EnergyLoss, ForceLoss, HierarchicalityLoss, L2Loss
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-ASPIRIN = str(SHARED_DATA / "rmd17" / "rmd17_aspirin_{}_01.npz")
+from .test_datamodule import ethanol_datamodule
+
 ETHANOL_SPECIES = [1, 6, 8]
 TINY_MODEL = dict(n_features=8, n_sensitivities=6, n_interaction_layers=1, n_atom_layers=1, l_max=1)
 QUIET = dict(
@@ -47,12 +43,6 @@ def tiny_module(model_options: dict | None = None, **options) -> PotentialModule
     ``model_options`` override the model's sizes, ``options`` the module's defaults."""
     factory = functools.partial(HipNN, **{**TINY_MODEL, **(model_options or {})})
     return PotentialModule(factory, **{"losses": tiny_losses(), "lr": 5e-3, **options})
-
-
-def ethanol_datamodule(**options) -> AtomsDataModule:
-    """The embedded ethanol frames: 40 train, 20 validation, 20 test by default."""
-    defaults = dict(train_file="embedded:ethanol", n_train=40, n_val=20, n_test=20, batch_size=10)
-    return AtomsDataModule(**{**defaults, **options})
 
 
 def fit_without_steps(module: PotentialModule, datamodule: AtomsDataModule) -> None:
@@ -360,56 +350,6 @@ def test_module_trains_a_potential_passed_as_an_object() -> None:
     losses = short_fit_losses(module, epochs=8)
     assert module.model is model and model.units == Units("Å", "kcal/mol")
     assert losses[-1] < 0.5 * losses[0]
-
-
-def test_split_with_a_separate_test_file() -> None:
-    train, test = ASPIRIN.format("train"), ASPIRIN.format("test")
-    if not Path(train).exists():
-        pytest.skip("rMD17 aspirin files are not available")
-    datamodule = AtomsDataModule(train_file=train, test_file=test, n_train=950, n_val=50)
-    datamodule.setup("fit")
-    datamodule.setup("test")
-    sizes = {name: len(dataset) for name, dataset in datamodule.datasets.items()}
-    assert sizes == {"train": 950, "val": 50, "test": 1000}
-    assert datamodule.species == [1, 6, 8] and datamodule.units.force == "kcal/mol/Å"
-    assert datamodule.has_test_data
-    with pytest.raises(ValueError, match="n_test"):
-        AtomsDataModule(train_file=train, test_file=test, n_test=10)
-
-
-def test_split_sizes_and_reuse(tmp_path: Path) -> None:
-    drawn = ethanol_datamodule(n_train=None, n_test=None, n_val=None, val_fraction=0.1)
-    drawn.setup("fit")
-    assert [len(drawn.split[name]) for name in ("train", "val", "test")] == [900, 100, 0]
-    assert not drawn.has_test_data
-    rest = ethanol_datamodule(n_train=30, n_val=10, n_test=None)
-    rest.setup("fit")
-    assert len(rest.split["test"]) == 960
-
-    save_split(tmp_path / "split.npz", rest.split)
-    reused = ethanol_datamodule(split_file=str(tmp_path / "split.npz"), seed=123)
-    reused.setup("fit")
-    for name in ("train", "val", "test"):
-        assert torch.equal(reused.split[name], rest.split[name])
-    assert torch.equal(reused.train_dataset.energy, rest.train_dataset.energy)
-
-
-def test_reader_options_and_embedded_paths(tmp_path: Path) -> None:
-    assert resolve_data_path("embedded:ethanol") == embedded_dataset_path("ethanol")
-    assert resolve_data_path("data/x.npz") == Path("data/x.npz")
-    frames = np.load(embedded_dataset_path("ethanol"))
-    np.savez(
-        tmp_path / "ev.npz", Z=frames["nuclear_charges"], R=frames["coords"][:20], E=frames["energies"][:20]
-    )
-    options = dict(
-        z_key="Z", pos_key="R", energy_key="E", forces_key=None, units={"length": "Å", "energy": "eV"}
-    )
-    datamodule = AtomsDataModule(
-        train_file=str(tmp_path / "ev.npz"), reader_options=options, n_train=15, n_val=5
-    )
-    datamodule.setup("fit")
-    assert datamodule.units == Units("Å", "eV")
-    assert "forces" not in datamodule.train_dataset[0]
 
 
 def test_reference_energies_stay_fixed_so_the_averaged_model_has_no_offset() -> None:
