@@ -38,6 +38,7 @@ from torch import Tensor, nn
 from torch_geometric.nn import MessagePassing
 
 from ..data.graph import PairList
+from .padding import place, swap
 from .sensitivity import make_sensitivity
 
 N_COMPONENTS = {0: 1, 1: 4, 2: 9, 3: 16}
@@ -139,9 +140,26 @@ def pseudoscalar(components: Tensor, vector_norm: Tensor, quad_norm: Tensor) -> 
 
 
 def _padded(values: Tensor, pairs: PairList) -> Tensor:
-    """Scatter per-pair rows ``[P, ...]`` into neighbour-list padding ``[N, K, ...]`` (zeros)."""
-    out = values.new_zeros(pairs.n_atoms, pairs.max_neighbours, *values.shape[1:])
-    return out.index_put((pairs.target, pairs.slot), values)
+    """Per-pair rows ``[P, ...]`` placed in neighbour-list padding ``[N, K, ...]`` (zeros)."""
+    padded = place(values, _slots(pairs), pairs.n_atoms * pairs.max_neighbours, pairs.traced)
+    return padded.view(pairs.n_atoms, pairs.max_neighbours, *values.shape[1:])
+
+
+def _slots(pairs: PairList) -> Tensor:
+    """``[P]`` each pair's slot ``i·K + k`` in the flattened padding (distinct)."""
+    return pairs.memo("slots", lambda: pairs.target * pairs.max_neighbours + pairs.slot)
+
+
+def _reverse_slots(pairs: PairList) -> Tensor:
+    """``[N·K]`` the involution of the flattened padding that swaps the slots of every pair and its
+    reverse and keeps the empty slots."""
+
+    def involution() -> Tensor:
+        slots = _slots(pairs)
+        identity = torch.arange(pairs.n_atoms * pairs.max_neighbours, device=slots.device)
+        return identity.index_put((slots,), slots[pairs.reverse])
+
+    return pairs.memo("reverse_slots", involution)
 
 
 class TensorInteraction(MessagePassing):
@@ -229,18 +247,19 @@ class TensorInteraction(MessagePassing):
 
         Sensitivities are symmetric, so row ``j`` of the padded sensitivities lists
         ``s(d_jk)`` for the neighbours ``k`` of ``j``: one ``bmm`` gives every message leaving
-        ``j``. Each pair then reads its message from the slot of its reverse pair, and a second
+        ``j``. Swapping the slots of every pair and its reverse puts each message in the slot of
+        the pair it arrives through, and a second
         ``bmm`` with the angular basis sums the messages arriving at each target.
         """
         n_atoms, k_max = pairs.n_atoms, pairs.max_neighbours
         if k_max == 0:
             return y.new_zeros(n_atoms, basis.shape[1], self.out_features)
         outgoing = torch.bmm(_padded(sense, pairs), y).view(n_atoms * k_max, self.out_features)
-        arriving = outgoing[pairs.source * k_max + pairs.slot[pairs.reverse]]
+        arriving = swap(outgoing, _reverse_slots(pairs), pairs.traced).view(n_atoms, k_max, -1)
         padded_basis = pairs.memo(
             f"padded_basis{basis.shape[1]}", lambda: _padded(basis, pairs).transpose(1, 2)
         )
-        return torch.bmm(padded_basis, _padded(arriving, pairs))
+        return torch.bmm(padded_basis, arriving)
 
     def forward(self, x: Tensor, pairs: PairList, fused: bool = True) -> Tensor:
         sums = self.tensor_sums(x, pairs, fused)
