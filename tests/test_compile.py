@@ -1,5 +1,7 @@
 """``Potential.compile_for_inference``: compiled energies and forces equal eager ones (float64)
-through ``predict``, the ASE calculator and OpenMM; derivatives of derivatives are refused."""
+through ``predict``, the ASE calculator and OpenMM, from one traced graph; a potential that cannot
+be traced falls back to ``torch.compile`` of its atom energies with a warning; derivatives of
+derivatives are refused."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from pyg_hipts.cg import TopologyPrior
 from pyg_hipts.potentials import SumPotential
 
 from .test_ase_calculator import _ethanol_atoms
+from .test_export import _Branching
 from .test_openmm import _network, _openmm_energy_forces, _topology
 
 
@@ -44,6 +47,7 @@ def test_compiled_equals_eager_for_batches_of_other_sizes(eager_and_compiled) ->
         expected, got = eager.predict(z, pos, batch), compiled.predict(z, pos, batch)
         torch.testing.assert_close(got.energy, expected.energy, rtol=1e-6, atol=0)
         torch.testing.assert_close(got.forces, expected.forces, rtol=1e-6, atol=1e-8)
+    assert len(compiled.__dict__["_compiled_inference"].graphs) == 1  # one graph, all sizes ≥ 2
 
 
 def test_compiled_through_the_calculator_and_openmm(eager_and_compiled) -> None:
@@ -72,3 +76,17 @@ def test_compiled_potential_refuses_derivatives_of_forces(eager_and_compiled) ->
         ValueError, match="is compiled for inference: its forces cannot be differentiated again"
     ):
         compiled.predict(z, pos, batch, create_graph=True)
+
+
+def test_a_potential_that_cannot_be_traced_is_compiled_piecewise_with_a_warning() -> None:
+    eager = _Branching()
+    compiled = copy.deepcopy(eager).compile_for_inference()
+    z, pos, batch = _ethanol_batch(2)
+    z = torch.ones_like(z)
+    fallback = r"(?s)_Branching cannot be traced for inference: .*; energies and forces use torch.compile"
+    with pytest.warns(UserWarning, match=fallback):
+        got = compiled.predict(z, pos, batch)
+    assert "_compiled_inference" not in compiled.__dict__
+    expected = eager.predict(z, pos, batch)
+    torch.testing.assert_close(got.energy, expected.energy, rtol=1e-10, atol=0)
+    torch.testing.assert_close(got.forces, expected.forces, rtol=1e-10, atol=1e-12)

@@ -13,7 +13,7 @@ functions, in the forward pass and in every backward pass of a force-trained mod
 
 ``scatter_only=True`` writes every move as a scatter of distinct rows (``index_put`` into zeros),
 for graphs that ATen's derivative formulas differentiate again (a traced training graph,
-:mod:`~pyg_hipts.potentials.compiled_training`): the derivative of such a scatter is a gather,
+:mod:`~pyg_hipts.potentials.compiled_evaluation`): the derivative of such a scatter is a gather,
 where a gather's would be a scatter-add. Eagerly, gathers use ``index_select``, on CPU several
 times faster than advanced indexing for the same rows.
 """

@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import inspect
 import itertools
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ from torch_geometric.data import Batch
 
 from pyg_hipts.data.dataset import MIN_DISTANCE_ANGSTROM
 from pyg_hipts.data.graph import validate_atoms
-from pyg_hipts.potentials.compiled_training import CompiledTraining
+from pyg_hipts.potentials.compiled_evaluation import CompiledEvaluation
 from pyg_hipts.potentials.species import SpeciesIndex
 from pyg_hipts.potentials.strain import apply_strain, stress_from_strain_gradient, zero_strain
 from pyg_hipts.potentials.structures import Structures
@@ -163,16 +164,21 @@ class Potential(nn.Module, ABC):
         return "atom_energies" in self.__dict__
 
     def compile_for_inference(self) -> Potential:
-        """Compile :meth:`atom_energies` with ``torch.compile`` (dynamic shapes), in place; returns
-        the potential.
+        """Compile the evaluation for inference, in place; returns the potential.
 
-        Energies, forces, stress and virial are then computed by the compiled graphs (the
-        neighbour search and the input checks stay eager, between them). The derivatives of a
+        Energies and forces (``predict`` without stress or virial) then come from one compiled
+        graph of the atom energies and their gradient
+        (:mod:`~pyg_hipts.potentials.compiled_evaluation`); the neighbour search and the input
+        checks stay eager, before it. Stress, virial and energies alone go through
+        :meth:`atom_energies` compiled by ``torch.compile`` (dynamic shapes), as do energies and
+        forces of a potential that cannot be traced (a warning says why). The derivatives of a
         compiled graph cannot be differentiated again, so ``predict(create_graph=True)`` (a loss
-        on the forces) is refused: train eagerly, compile the trained potential. The first call
-        for a new kind of input compiles (tens of seconds on a CPU).
+        on the forces) is refused: train eagerly or with :meth:`compile_for_training`, compile
+        the trained potential. The first call for a new kind of input traces, checks and compiles
+        (tens of seconds on a CPU).
         """
         self.__dict__["atom_energies"] = torch.compile(type(self).atom_energies.__get__(self), dynamic=True)
+        self.__dict__["_compiled_inference"] = CompiledEvaluation(self, differentiable=False)
         return self
 
     def compile_for_training(self, backend: str = "inductor") -> Potential:
@@ -181,12 +187,12 @@ class Potential(nn.Module, ABC):
 
         ``predict(forces=True, create_graph=True)`` (without stress or virial) then runs one
         compiled graph of the atom energies, the forces and the extras whose weight gradients
-        are a first-order backward pass (:mod:`~pyg_hipts.potentials.compiled_training`); the
+        are a first-order backward pass (:mod:`~pyg_hipts.potentials.compiled_evaluation`); the
         neighbour search and the input checks stay eager. The graph reads the live weights, so
         optimizer steps need no recompilation. The first batch traces, checks and compiles
         (about a minute on a CPU); a batch with a new pattern of sizes below 2 does it again.
         """
-        self.__dict__["_compiled_training"] = CompiledTraining(self, backend)
+        self.__dict__["_compiled_training"] = CompiledEvaluation(self, backend)
         return self
 
     # --- evaluation ----------------------------------------------------------------------------
@@ -255,11 +261,13 @@ class Potential(nn.Module, ABC):
         if inputs.periodic and not self.periodic:
             raise ValueError(f"{type(self).__name__} takes no periodic cell")
         strained = stress or virial
-        compiled = self.__dict__.get("_compiled_training")
-        if compiled is not None and create_graph and forces and not strained:
-            atom, force, extras = compiled(inputs)
-            atom = atom.reshape(-1, 1)
-            return PotentialOutput(self._structure_energies(atom, inputs), atom, force, extras=extras)
+        compiled = self.__dict__.get("_compiled_training" if create_graph else "_compiled_inference")
+        if compiled is not None and forces and not strained:
+            evaluated = self._evaluate_compiled(compiled, inputs)
+            if evaluated is not None:
+                atom, force, extras = evaluated
+                atom = atom.reshape(-1, 1)
+                return PotentialOutput(self._structure_energies(atom, inputs), atom, force, extras=extras)
         pos = inputs.pos
         if (forces or strained) and not pos.requires_grad:
             pos = pos.detach().requires_grad_(True)
@@ -291,6 +299,20 @@ class Potential(nn.Module, ABC):
             if virial:
                 output.virial = -grads[-1]
         return output
+
+    def _evaluate_compiled(
+        self, compiled: CompiledEvaluation, inputs: Structures
+    ) -> tuple[Tensor, Tensor, dict[str, Tensor]] | None:
+        """``compiled(inputs)``; for inference, ``None`` (with a warning, once) when this potential
+        cannot be traced, and :meth:`atom_energies` compiled alone serves from then on."""
+        if compiled.evaluation.differentiable:
+            return compiled(inputs)
+        try:
+            return compiled(inputs)
+        except ValueError as error:
+            warnings.warn(f"{error}; energies and forces use torch.compile of atom_energies", stacklevel=3)
+            del self.__dict__["_compiled_inference"]
+            return None
 
     def _structure_energies(self, atom: Tensor, inputs: Structures) -> Tensor:
         """``E_b = Σ_{i ∈ b} e_i`` ``[B, 1]`` in float64 from ``atom [N, 1]``; non-finite energies

@@ -1,10 +1,14 @@
-"""Compiled evaluation for training: :meth:`~pyg_hipts.potentials.Potential.compile_for_training`.
+"""Compiled evaluation of energies and forces: :meth:`~pyg_hipts.potentials.Potential.compile_for_training`
+and :meth:`~pyg_hipts.potentials.Potential.compile_for_inference`.
 
 A loss on forces differentiates the forces ``−∂E/∂pos`` again, in the weights. ``torch.compile``
 cannot give a compiled graph's derivatives a second derivative, so here the whole evaluation of
 a batch, atom energies and forces included, is traced into one graph of ATen operations
-(:mod:`~pyg_hipts.potentials.tracing`, ``differentiable=True``) and that graph is compiled: the
-gradient of the loss is then an ordinary first-order backward pass of the compiled graph.
+(:mod:`~pyg_hipts.potentials.tracing`) and that graph is compiled. For training
+(``differentiable=True``) the forces in the graph keep their dependence on the weights: the
+gradient of the loss is then an ordinary first-order backward pass of the compiled graph. For
+inference (``differentiable=False``) the graph runs without autograd; being one graph, with the
+neighbour search outside it, it has no graph breaks.
 
 The graph takes the neighbour list of the potential's cutoff with its layout as inputs, so models
 keep their fused message passing::
@@ -19,8 +23,8 @@ their own cutoff from it. The neighbour search and the input checks stay eager, 
 
 Sizes 0 and 1 are fixed by a trace, so one graph is traced for each pattern of sizes below 2 met
 (usually one). Each graph is checked once, on the batch it was traced on, against the eager
-evaluation: values and the weight gradients of a random linear function of the outputs must
-agree to :data:`TOLERANCE` (relative), or :class:`ValueError` names the potential.
+evaluation: values (and, for training, the weight gradients of a random linear function of the
+outputs) must agree to :data:`TOLERANCE` (relative), or :class:`ValueError` names the potential.
 """
 
 from __future__ import annotations
@@ -66,12 +70,14 @@ class LayoutStructures(Structures):
 
 
 class LayoutEvaluation(nn.Module):
-    """The traced function (module docstring), evaluated eagerly by ``potential`` with
-    differentiable forces; :attr:`extra_names` lists the extras after a call."""
+    """The traced function (module docstring), evaluated eagerly by ``potential``, with forces
+    differentiable in the weights when ``differentiable``; :attr:`extra_names` lists the extras
+    after a call."""
 
-    def __init__(self, potential: nn.Module):
+    def __init__(self, potential: nn.Module, differentiable: bool = True):
         super().__init__()
         self.potential = potential
+        self.differentiable = differentiable
         self.extra_names: list[str] = []
 
     def forward(self, z: Tensor, pos: Tensor, batch: Tensor, structures: Tensor, *layout: Tensor) -> tuple:
@@ -79,8 +85,9 @@ class LayoutEvaluation(nn.Module):
         inputs = LayoutStructures(
             z, pos, batch, structures.shape[0], layout=layout, pair_cutoff=self.potential.cutoff
         )
-        atom_energies = self.potential.atom_energies(inputs).reshape(-1)
-        (gradient,) = torch.autograd.grad(atom_energies.sum(), pos, create_graph=True)
+        with torch.enable_grad():  # the class's method: an instance may hold a compiled one
+            atom_energies = type(self.potential).atom_energies(self.potential, inputs).reshape(-1)
+            (gradient,) = torch.autograd.grad(atom_energies.sum(), pos, create_graph=self.differentiable)
         self.extra_names = sorted(inputs.extras)
         return (atom_energies, -gradient, *(inputs.extras[name] for name in self.extra_names))
 
@@ -98,36 +105,45 @@ def graph_inputs(structures: Structures, cutoff: float) -> tuple[Tensor, ...]:
     )  # fmt: skip
 
 
-class CompiledTraining:
-    """Compiled graphs of a potential's training evaluation, one per pattern of small sizes.
+class CompiledEvaluation:
+    """Compiled graphs of a potential's evaluation, one per pattern of small sizes: for training
+    (``differentiable``, forces differentiable in the weights) or for inference.
 
     ``backend`` is ``torch.compile``'s (``"inductor"`` by default; ``"aot_eager"`` runs the same
     graphs uncompiled, e.g. to check them quickly).
     """
 
-    def __init__(self, potential: nn.Module, backend: str = "inductor"):
-        self.evaluation = LayoutEvaluation(potential)
+    def __init__(self, potential: nn.Module, backend: str = "inductor", differentiable: bool = True):
+        self.evaluation = LayoutEvaluation(potential, differentiable)
         self.backend = backend
         self.graphs: dict[tuple[int, ...], tuple[Callable[..., tuple], WeightedGraph, list[str]]] = {}
 
-    def __deepcopy__(self, memo: dict) -> CompiledTraining:
+    @property
+    def purpose(self) -> str:
+        return "training" if self.evaluation.differentiable else "inference"
+
+    def __deepcopy__(self, memo: dict) -> CompiledEvaluation:
         """A copy of a potential gets its own graphs, traced when it is first used."""
-        return CompiledTraining(copy.deepcopy(self.evaluation.potential, memo), self.backend)
+        potential = copy.deepcopy(self.evaluation.potential, memo)
+        return CompiledEvaluation(potential, self.backend, self.evaluation.differentiable)
 
     def __call__(self, structures: Structures) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
-        """``atom_energies [N]``, ``forces [N, 3]`` (differentiable in the weights) and the extras."""
+        """``atom_energies [N]``, ``forces [N, 3]`` (for training differentiable in the weights)
+        and the extras."""
         inputs = graph_inputs(structures, self.evaluation.potential.cutoff)
         sizes = (len(inputs[1]), len(inputs[3]), inputs[4].shape[1], len(inputs[8]), len(inputs[10]))
         key = tuple(min(size, 2) for size in sizes)  # N, B, P, P/2, K
         if key not in self.graphs:
             self.graphs[key] = self._trace(inputs)
         compiled, weighted, names = self.graphs[key]
-        atom_energies, forces, *extras = compiled(*weighted.tensors(), *inputs)
+        with torch.set_grad_enabled(self.evaluation.differentiable):
+            atom_energies, forces, *extras = compiled(*weighted.tensors(), *inputs)
         return atom_energies, forces, dict(zip(names, extras, strict=True))
 
     def _trace(self, inputs: tuple[Tensor, ...]) -> tuple[Callable[..., tuple], WeightedGraph, list[str]]:
+        differentiable = self.evaluation.differentiable
         weighted = trace_with_weights(
-            self.evaluation, inputs, differentiable=True, frozen=False, purpose="training"
+            self.evaluation, inputs, differentiable=differentiable, frozen=False, purpose=self.purpose
         )
         names = list(self.evaluation.extra_names)
         compiled = torch.compile(weighted.graph, dynamic=True, backend=self.backend)
@@ -136,23 +152,28 @@ class CompiledTraining:
 
     def _check(self, compiled: Callable[..., tuple], inputs: tuple[Tensor, ...]) -> None:
         """Compare ``compiled`` with the eager evaluation on ``inputs`` (module docstring)."""
-        weights = [p for p in self.evaluation.parameters() if p.requires_grad]
+        differentiable = self.evaluation.differentiable
+        weights = [p for p in self.evaluation.parameters() if p.requires_grad] if differentiable else []
         generator = torch.Generator().manual_seed(0)
         results = []
         for evaluate in (self.evaluation, compiled):
-            outputs = evaluate(*inputs)
-            probe = sum(
-                (output * torch.randn(output.shape, generator=generator, dtype=output.dtype)).sum()
-                for output in outputs
-            )
-            generator.manual_seed(0)
-            gradients = torch.autograd.grad(probe, weights, allow_unused=True, materialize_grads=True)
+            with torch.set_grad_enabled(differentiable):
+                outputs = evaluate(*inputs)
+            gradients = []
+            if weights:
+                probe = sum(
+                    (output * torch.randn(output.shape, generator=generator, dtype=output.dtype)).sum()
+                    for output in outputs
+                )
+                generator.manual_seed(0)
+                gradients = torch.autograd.grad(probe, weights, allow_unused=True, materialize_grads=True)
             results.append([output.detach() for output in outputs] + list(gradients))
         dtype = inputs[1].dtype
         difference = largest_difference(results[1], results[0])
         if difference > TOLERANCE.get(dtype, 1e-3):
             name = type(self.evaluation.potential).__name__
+            what = "values or weight gradients" if differentiable else "values"
             raise ValueError(
-                f"{name} cannot be compiled for training: its traced graph differs from the eager "
-                f"evaluation by {difference:.2g} (relative) in values or weight gradients"
+                f"{name} cannot be compiled for {self.purpose}: its traced graph differs from the "
+                f"eager evaluation by {difference:.2g} (relative) in {what}"
             )
