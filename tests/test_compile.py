@@ -6,6 +6,7 @@ derivatives are refused."""
 from __future__ import annotations
 
 import copy
+import warnings
 
 import numpy as np
 import pytest
@@ -90,3 +91,14 @@ def test_a_potential_that_cannot_be_traced_is_compiled_piecewise_with_a_warning(
     expected = eager.predict(z, pos, batch)
     torch.testing.assert_close(got.energy, expected.energy, rtol=1e-10, atol=0)
     torch.testing.assert_close(got.forces, expected.forces, rtol=1e-10, atol=1e-12)
+
+
+def test_bad_input_to_a_compiled_potential_is_refused_and_keeps_it_compiled(eager_and_compiled) -> None:
+    _, compiled = eager_and_compiled
+    z, pos, batch = _ethanol_batch(2)
+    pos[1] = pos[0] + 0.01
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no fall-back warning
+        with pytest.raises(ValueError, match="atoms too close"):
+            compiled.predict(z, pos, batch)
+    assert "_compiled_inference" in compiled.__dict__

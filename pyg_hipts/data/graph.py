@@ -138,6 +138,8 @@ class PairList:
         shifts: ``[P, 3]`` the periodic image shifts inside ``vec`` (``None``: no shifts).
         traced: whether the list lives in a traced graph, where models must not synchronise with
             the host (no checks of values).
+        scatter_only: whether models move per-pair rows by scatters only (``pyg_hipts.nn.padding``),
+            for a traced graph that is differentiated again (compiled training).
 
     Functions of the distance alone are the same for a pair and its reverse, so they can be
     evaluated on one direction of each pair (``dist[canonical]``, ``[P / 2]``) and spread back
@@ -156,6 +158,7 @@ class PairList:
     has_layout: bool = True
     shifts: Tensor | None = None
     traced: bool = False
+    scatter_only: bool = False
     _memo: dict[str, Tensor] = field(default_factory=dict, repr=False)
 
     def memo(self, key: str, compute: Callable[[], Tensor]) -> Tensor:

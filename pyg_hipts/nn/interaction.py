@@ -141,7 +141,7 @@ def pseudoscalar(components: Tensor, vector_norm: Tensor, quad_norm: Tensor) -> 
 
 def _padded(values: Tensor, pairs: PairList) -> Tensor:
     """Per-pair rows ``[P, ...]`` placed in neighbour-list padding ``[N, K, ...]`` (zeros)."""
-    padded = place(values, _slots(pairs), pairs.n_atoms * pairs.max_neighbours, pairs.traced)
+    padded = place(values, _slots(pairs), pairs.n_atoms * pairs.max_neighbours, pairs.scatter_only)
     return padded.view(pairs.n_atoms, pairs.max_neighbours, *values.shape[1:])
 
 
@@ -156,7 +156,7 @@ def _reverse_slots(pairs: PairList) -> Tensor:
 
     def involution() -> Tensor:
         slots = _slots(pairs)
-        identity = torch.arange(pairs.n_atoms * pairs.max_neighbours, device=slots.device)
+        identity = torch.arange(pairs.n_atoms * pairs.max_neighbours, dtype=slots.dtype, device=slots.device)
         return identity.index_put((slots,), slots[pairs.reverse])
 
     return pairs.memo("reverse_slots", involution)
@@ -255,7 +255,7 @@ class TensorInteraction(MessagePassing):
         if k_max == 0:
             return y.new_zeros(n_atoms, basis.shape[1], self.out_features)
         outgoing = torch.bmm(_padded(sense, pairs), y).view(n_atoms * k_max, self.out_features)
-        arriving = swap(outgoing, _reverse_slots(pairs), pairs.traced).view(n_atoms, k_max, -1)
+        arriving = swap(outgoing, _reverse_slots(pairs), pairs.scatter_only).view(n_atoms, k_max, -1)
         padded_basis = pairs.memo(
             f"padded_basis{basis.shape[1]}", lambda: _padded(basis, pairs).transpose(1, 2)
         )

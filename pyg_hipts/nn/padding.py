@@ -13,8 +13,9 @@ functions, in the forward pass and in every backward pass of a force-trained mod
 
 ``scatter_only=True`` writes every move as a scatter of distinct rows (``index_put`` into zeros),
 for graphs that ATen's derivative formulas differentiate again (a traced training graph,
-:mod:`~pyg_hipts.potentials.compiled_evaluation`): the derivative of such a scatter is a gather,
-where a gather's would be a scatter-add. Eagerly, gathers use ``index_select``, on CPU several
+:mod:`~pyg_hipts.potentials.compiled_evaluation`, :attr:`PairList.scatter_only
+<pyg_hipts.data.graph.PairList>`): the derivative of such a scatter is a gather, where a
+gather's would be a scatter-add. Eagerly, gathers use ``index_select``, on CPU several
 times faster than advanced indexing for the same rows.
 """
 
@@ -38,16 +39,21 @@ def _gather(array: Tensor, index: Tensor, scatter_only: bool) -> Tensor:
         return array.index_select(0, index)
     n_rows = index.shape[0]
     inverse = torch.full((array.shape[0],), n_rows, dtype=index.dtype, device=index.device)
-    inverse = inverse.index_put((index,), torch.arange(n_rows, device=index.device))
+    inverse = inverse.index_put((index,), torch.arange(n_rows, dtype=index.dtype, device=index.device))
     return _scatter(array, inverse, n_rows + 1)[:n_rows]
 
 
 class _Place(torch.autograd.Function):
+    generate_vmap_rule = True
+
     @staticmethod
-    def forward(ctx: Any, values: Tensor, index: Tensor, size: int, scatter_only: bool) -> Tensor:
-        ctx.save_for_backward(index)
-        ctx.scatter_only = scatter_only
+    def forward(values: Tensor, index: Tensor, size: int, scatter_only: bool) -> Tensor:
         return _scatter(values, index, size)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple, output: Tensor) -> None:
+        _, index, _, ctx.scatter_only = inputs
+        ctx.save_for_backward(index)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
@@ -56,11 +62,17 @@ class _Place(torch.autograd.Function):
 
 
 class _Take(torch.autograd.Function):
+    generate_vmap_rule = True
+
     @staticmethod
-    def forward(ctx: Any, array: Tensor, index: Tensor, scatter_only: bool) -> Tensor:
-        ctx.save_for_backward(index)
-        ctx.size, ctx.scatter_only = array.shape[0], scatter_only
+    def forward(array: Tensor, index: Tensor, scatter_only: bool) -> Tensor:
         return _gather(array, index, scatter_only)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple, output: Tensor) -> None:
+        array, index, ctx.scatter_only = inputs
+        ctx.size = array.shape[0]
+        ctx.save_for_backward(index)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
@@ -69,13 +81,18 @@ class _Take(torch.autograd.Function):
 
 
 class _Swap(torch.autograd.Function):
+    generate_vmap_rule = True
+
     @staticmethod
-    def forward(ctx: Any, x: Tensor, involution: Tensor, scatter_only: bool) -> Tensor:
-        ctx.save_for_backward(involution)
-        ctx.scatter_only = scatter_only
+    def forward(x: Tensor, involution: Tensor, scatter_only: bool) -> Tensor:
         if scatter_only:  # x[σ] = scatter of x to σ, as σ⁻¹ = σ
             return _scatter(x, involution, x.shape[0])
         return x.index_select(0, involution)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple, output: Tensor) -> None:
+        _, involution, ctx.scatter_only = inputs
+        ctx.save_for_backward(involution)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:

@@ -187,7 +187,7 @@ def parser() -> argparse.ArgumentParser:
     go.add_argument("--seed", type=int, default=0)
     go.add_argument("--platform", default="CPU", help="OpenMM platform (CPU, Reference, CUDA, ...)")
     go.add_argument("--device", default="cpu", help="torch device of the Python force")
-    go.add_argument("--compile", action="store_true", help="torch.compile the Python force's potential")
+    go.add_argument("--compile", action="store_true", help="compile the Python force's potential")
     go.add_argument("--continue", dest="resume", action="store_true", help="continue from state.xml")
     return main_parser
 

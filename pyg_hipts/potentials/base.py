@@ -38,6 +38,7 @@ from pyg_hipts.potentials.compiled_evaluation import CompiledEvaluation
 from pyg_hipts.potentials.species import SpeciesIndex
 from pyg_hipts.potentials.strain import apply_strain, stress_from_strain_gradient, zero_strain
 from pyg_hipts.potentials.structures import Structures
+from pyg_hipts.potentials.tracing import UntraceableError
 from pyg_hipts.units import Units, length_factor
 
 PROPERTIES = ("energy", "atom_energies", "forces", "stress", "virial")
@@ -309,7 +310,7 @@ class Potential(nn.Module, ABC):
             return compiled(inputs)
         try:
             return compiled(inputs)
-        except ValueError as error:
+        except UntraceableError as error:
             warnings.warn(f"{error}; energies and forces use torch.compile of atom_energies", stacklevel=3)
             del self.__dict__["_compiled_inference"]
             return None

@@ -24,7 +24,9 @@ their own cutoff from it. The neighbour search and the input checks stay eager, 
 Sizes 0 and 1 are fixed by a trace, so one graph is traced for each pattern of sizes below 2 met
 (usually one). Each graph is checked once, on the batch it was traced on, against the eager
 evaluation: values (and, for training, the weight gradients of a random linear function of the
-outputs) must agree to :data:`TOLERANCE` (relative), or :class:`ValueError` names the potential.
+outputs) must agree to :data:`TOLERANCE` (relative), or
+:class:`~pyg_hipts.potentials.tracing.UntraceableError` (a ``ValueError``) names the potential, as
+it does when the trace or the compiler fails.
 """
 
 from __future__ import annotations
@@ -38,7 +40,12 @@ from torch import Tensor, nn
 
 from pyg_hipts.data.graph import PairList, pair_geometry, plain_pair_list
 from pyg_hipts.potentials.structures import Structures
-from pyg_hipts.potentials.tracing import WeightedGraph, largest_difference, trace_with_weights
+from pyg_hipts.potentials.tracing import (
+    UntraceableError,
+    WeightedGraph,
+    largest_difference,
+    trace_with_weights,
+)
 
 TOLERANCE = {torch.float64: 1e-6, torch.float32: 1e-3}
 
@@ -46,10 +53,12 @@ TOLERANCE = {torch.float64: 1e-6, torch.float32: 1e-3}
 @dataclass
 class LayoutStructures(Structures):
     """:class:`Structures` whose pairs within ``pair_cutoff`` are given with their layout
-    (``layout``: the graph inputs from ``edge_index`` on, module docstring)."""
+    (``layout``: the graph inputs from ``edge_index`` on, module docstring); ``scatter_only``
+    for a graph that is differentiated again (:attr:`PairList.scatter_only`)."""
 
     layout: tuple[Tensor, ...] = ()
     pair_cutoff: float = 0.0
+    scatter_only: bool = False
 
     def pairs(self, cutoff: float) -> PairList:
         if cutoff > self.pair_cutoff:
@@ -61,6 +70,7 @@ class LayoutStructures(Structures):
                 pairs = PairList(
                     edge_index, vec, dist, self.pos.shape[0], slot, reverse, neighbours.shape[0],
                     canonical, from_canonical, shifts=shifts, traced=True,
+                    scatter_only=self.scatter_only,
                 )  # fmt: skip
             else:
                 keep = pair_geometry(self.pos, edge_index, shifts)[1] <= cutoff
@@ -83,8 +93,9 @@ class LayoutEvaluation(nn.Module):
     def forward(self, z: Tensor, pos: Tensor, batch: Tensor, structures: Tensor, *layout: Tensor) -> tuple:
         pos = pos.detach().requires_grad_(True)
         inputs = LayoutStructures(
-            z, pos, batch, structures.shape[0], layout=layout, pair_cutoff=self.potential.cutoff
-        )
+            z, pos, batch, structures.shape[0], layout=layout, pair_cutoff=self.potential.cutoff,
+            scatter_only=self.differentiable,
+        )  # fmt: skip
         with torch.enable_grad():  # the class's method: an instance may hold a compiled one
             atom_energies = type(self.potential).atom_energies(self.potential, inputs).reshape(-1)
             (gradient,) = torch.autograd.grad(atom_energies.sum(), pos, create_graph=self.differentiable)
@@ -116,7 +127,7 @@ class CompiledEvaluation:
     def __init__(self, potential: nn.Module, backend: str = "inductor", differentiable: bool = True):
         self.evaluation = LayoutEvaluation(potential, differentiable)
         self.backend = backend
-        self.graphs: dict[tuple[int, ...], tuple[Callable[..., tuple], WeightedGraph, list[str]]] = {}
+        self.graphs: dict[tuple, tuple[Callable[..., tuple], WeightedGraph, list[str]]] = {}
 
     @property
     def purpose(self) -> str:
@@ -132,7 +143,7 @@ class CompiledEvaluation:
         and the extras."""
         inputs = graph_inputs(structures, self.evaluation.potential.cutoff)
         sizes = (len(inputs[1]), len(inputs[3]), inputs[4].shape[1], len(inputs[8]), len(inputs[10]))
-        key = tuple(min(size, 2) for size in sizes)  # N, B, P, P/2, K
+        key = (*(min(size, 2) for size in sizes), inputs[1].dtype, inputs[1].device)  # N, B, P, P/2, K
         if key not in self.graphs:
             self.graphs[key] = self._trace(inputs)
         compiled, weighted, names = self.graphs[key]
@@ -147,7 +158,13 @@ class CompiledEvaluation:
         )
         names = list(self.evaluation.extra_names)
         compiled = torch.compile(weighted.graph, dynamic=True, backend=self.backend)
-        self._check(lambda *args: compiled(*weighted.tensors(), *args), inputs)
+        try:
+            self._check(lambda *args: compiled(*weighted.tensors(), *args), inputs)
+        except UntraceableError:
+            raise
+        except Exception as error:  # the compiler fails in many ways; name the potential
+            name = type(self.evaluation.potential).__name__
+            raise UntraceableError(f"{name} cannot be compiled for {self.purpose}: {error}") from error
         return compiled, weighted, names
 
     def _check(self, compiled: Callable[..., tuple], inputs: tuple[Tensor, ...]) -> None:
@@ -161,10 +178,8 @@ class CompiledEvaluation:
                 outputs = evaluate(*inputs)
             gradients = []
             if weights:
-                probe = sum(
-                    (output * torch.randn(output.shape, generator=generator, dtype=output.dtype)).sum()
-                    for output in outputs
-                )
+                noise = [torch.randn(o.shape, generator=generator, dtype=o.dtype) for o in outputs]
+                probe = sum((o * n.to(o.device)).sum() for o, n in zip(outputs, noise, strict=True))
                 generator.manual_seed(0)
                 gradients = torch.autograd.grad(probe, weights, allow_unused=True, materialize_grads=True)
             results.append([output.detach() for output in outputs] + list(gradients))
@@ -173,7 +188,7 @@ class CompiledEvaluation:
         if difference > TOLERANCE.get(dtype, 1e-3):
             name = type(self.evaluation.potential).__name__
             what = "values or weight gradients" if differentiable else "values"
-            raise ValueError(
+            raise UntraceableError(
                 f"{name} cannot be compiled for {self.purpose}: its traced graph differs from the "
                 f"eager evaluation by {difference:.2g} (relative) in {what}"
             )

@@ -28,6 +28,10 @@ from torch.fx.experimental.proxy_tensor import make_fx
 DETACH = torch.ops.aten.detach.default
 
 
+class UntraceableError(ValueError):
+    """A potential's evaluation cannot be traced, compiled or checked against eager."""
+
+
 class WeightedGraph(nn.Module):
     """A traced graph ``(weights..., inputs...) -> outputs`` called with the given ``weights``
     (tensors of a module, kept by reference: the live parameters of a trained potential, or
@@ -62,7 +66,8 @@ def trace_with_weights(
     in ``example``). ``differentiable``: remove the ``detach`` nodes (module docstring).
     ``frozen``: the graph keeps copies of the weights as buffers (an export); otherwise it reads
     ``evaluation``'s live parameters at every call (training). When the trace fails, raises
-    ``ValueError("<class of evaluation.potential> cannot be traced for <purpose>: <cause>")``.
+    :class:`UntraceableError` ``("<class of evaluation.potential> cannot be traced for <purpose>:
+    <cause>")``.
     """
     state = {**dict(evaluation.named_parameters()), **dict(evaluation.named_buffers())}
     names = list(state)
@@ -78,7 +83,7 @@ def trace_with_weights(
             graph = make_fx(with_weights, tracing_mode="symbolic")(*placeholders, *example)
     except Exception as error:  # tracing fails in many ways; name the module and the cause
         name = type(getattr(evaluation, "potential", evaluation)).__name__
-        raise ValueError(f"{name} cannot be traced for {purpose}: {error}") from error
+        raise UntraceableError(f"{name} cannot be traced for {purpose}: {error}") from error
     if differentiable:
         remove_detaches(graph)
     weights = placeholders if frozen else list(state.values())
