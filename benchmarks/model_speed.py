@@ -175,6 +175,16 @@ def theirs(l_max: int, batch: tuple, n_max: int | None = None) -> tuple[Callable
     return infer, train
 
 
+def limit_numba_threads(threads: int) -> None:
+    """hippynn's numba kernels run ``prange`` loops on numba's own thread pool, every core by
+    default: hold them to the same number of threads as torch."""
+    try:
+        import numba
+    except ImportError:
+        return
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+
+
 def builders(kernels: str) -> dict[str, Callable[[int, tuple], tuple[Callable, Callable]]]:
     """Name -> ``build(l_max, batch) -> (infer, train)`` for every available implementation."""
     found = {f"pyg_hipts l={order}": (lambda batch, order=order: ours(order, batch)) for order in (0, 1, 2)}
@@ -226,6 +236,7 @@ def main() -> None:
         accepted = keep_freed_memory()
         allocator = "keep_freed_memory" if accepted else "glibc default (keep_freed_memory refused)"
     torch.set_num_threads(args.threads)
+    limit_numba_threads(args.threads)
     torch.manual_seed(0)
     batch = aspirin_batch(args.molecules)
     available = builders(args.hippynn_kernels)
@@ -236,7 +247,8 @@ def main() -> None:
         return
     print(f"# python {' '.join(sys.argv)}")
     print(
-        f"# torch {torch.__version__}, {args.threads} thread(s), {args.molecules} aspirin molecules, {SIZES}"
+        f"# torch {torch.__version__}, {args.threads} thread(s) (torch and numba), {args.molecules} aspirin "
+        f"molecules, {SIZES}"
     )
     print(f"# allocator: {allocator} (peak memory: child processes with the default)")
     results = {}
