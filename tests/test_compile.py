@@ -102,3 +102,19 @@ def test_bad_input_to_a_compiled_potential_is_refused_and_keeps_it_compiled(eage
         with pytest.raises(ValueError, match="atoms too close"):
             compiled.predict(z, pos, batch)
     assert "_compiled_inference" in compiled.__dict__
+
+
+def test_a_sum_with_a_term_compiled_on_its_own_compiles_as_one_graph(eager_and_compiled) -> None:
+    """As when OpenMM compiles a CG model's network and the package's own dynamics the whole model."""
+    eager, _ = eager_and_compiled
+    compiled = copy.deepcopy(eager)
+    compiled.terms[1].compile_for_inference()
+    compiled.compile_for_inference()
+    z, pos, batch = _ethanol_batch(3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # no fall-back
+        got = compiled.predict(z, pos, batch)
+    expected = eager.predict(z, pos, batch)
+    torch.testing.assert_close(got.energy, expected.energy, rtol=1e-6, atol=0)
+    torch.testing.assert_close(got.forces, expected.forces, rtol=1e-6, atol=1e-8)
+    assert compiled.terms[1].is_compiled

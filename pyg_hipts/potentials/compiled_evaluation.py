@@ -31,8 +31,9 @@ it does when the trace or the compiler fails.
 
 from __future__ import annotations
 
+import contextlib
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -79,6 +80,19 @@ class LayoutStructures(Structures):
         return self._pairs[cutoff]
 
 
+@contextlib.contextmanager
+def _class_atom_energies(potential: nn.Module) -> Iterator[None]:
+    """Within the block every module of ``potential`` evaluates its class's ``atom_energies``, not
+    one compiled in its place by ``compile_for_inference`` (a compiled function cannot be
+    traced)."""
+    held = {m: m.__dict__.pop("atom_energies") for m in potential.modules() if "atom_energies" in m.__dict__}
+    try:
+        yield
+    finally:
+        for module, method in held.items():
+            module.__dict__["atom_energies"] = method
+
+
 class LayoutEvaluation(nn.Module):
     """The traced function (module docstring), evaluated eagerly by ``potential``, with forces
     differentiable in the weights when ``differentiable``; :attr:`extra_names` lists the extras
@@ -96,8 +110,8 @@ class LayoutEvaluation(nn.Module):
             z, pos, batch, structures.shape[0], layout=layout, pair_cutoff=self.potential.cutoff,
             scatter_only=self.differentiable,
         )  # fmt: skip
-        with torch.enable_grad():  # the class's method: an instance may hold a compiled one
-            atom_energies = type(self.potential).atom_energies(self.potential, inputs).reshape(-1)
+        with torch.enable_grad(), _class_atom_energies(self.potential):
+            atom_energies = self.potential.atom_energies(inputs).reshape(-1)
             (gradient,) = torch.autograd.grad(atom_energies.sum(), pos, create_graph=self.differentiable)
         self.extra_names = sorted(inputs.extras)
         return (atom_energies, -gradient, *(inputs.extras[name] for name in self.extra_names))
