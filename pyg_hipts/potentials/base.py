@@ -306,11 +306,11 @@ class Potential(nn.Module, ABC):
     ) -> tuple[Tensor, Tensor, dict[str, Tensor]] | None:
         """``compiled(inputs)``; for inference, ``None`` (with a warning, once) when this potential
         cannot be traced, and :meth:`atom_energies` compiled alone serves from then on."""
-        if compiled.evaluation.differentiable:
-            return compiled(inputs)
         try:
             return compiled(inputs)
         except UntraceableError as error:
+            if compiled.evaluation.differentiable:
+                raise
             warnings.warn(f"{error}; energies and forces use torch.compile of atom_energies", stacklevel=3)
             del self.__dict__["_compiled_inference"]
             return None

@@ -157,7 +157,8 @@ class CompiledEvaluation:
         and the extras."""
         inputs = graph_inputs(structures, self.evaluation.potential.cutoff)
         sizes = (len(inputs[1]), len(inputs[3]), inputs[4].shape[1], len(inputs[8]), len(inputs[10]))
-        key = (*(min(size, 2) for size in sizes), inputs[1].dtype, inputs[1].device)  # N, B, P, P/2, K
+        small = (min(size, 2) for size in sizes)  # N, B, P, P/2, K below 2 are fixed by a trace
+        key = (*small, inputs[1].dtype, inputs[1].device)
         if key not in self.graphs:
             self.graphs[key] = self._trace(inputs)
         compiled, weighted, names = self.graphs[key]
