@@ -266,6 +266,26 @@ def test_ema_update_rule_and_storage() -> None:
     assert plain.ema_model is None and plain.eval_model is plain.model  # the model itself without EMA
 
 
+def test_adam_is_fused_on_the_cpu_and_steps_as_plain_adam() -> None:
+    module = tiny_module(species=ETHANOL_SPECIES)
+    fused = module.configure_optimizers()["optimizer"]
+    assert isinstance(fused, torch.optim.Adam) and fused.defaults["fused"]
+    weights = list(module.model.parameters())
+    initial = [w.detach().clone() for w in weights]
+    copies = [w.clone().requires_grad_(True) for w in initial]
+    plain = torch.optim.Adam(copies, lr=module.hparams.lr, foreach=False)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        for weight, copy_ in zip(weights, copies, strict=True):
+            weight.grad = torch.randn(weight.shape, generator=generator, dtype=weight.dtype)
+            copy_.grad = weight.grad.clone()
+        fused.step()
+        plain.step()
+    for weight, copy_ in zip(weights, copies, strict=True):
+        torch.testing.assert_close(weight, copy_)
+    assert all(not torch.equal(w, w0) for w, w0 in zip(weights, initial, strict=True))
+
+
 class ParameterLog(Callback):
     """Copies of the model and EMA parameters at the start of every training batch and at the end."""
 

@@ -249,9 +249,15 @@ class PotentialModule(LightningModule):
         rank_zero_info(format_errors("Test", self._test_errors, self.units))
 
     def configure_optimizers(self) -> dict[str, Any]:
-        """Adam on the model weights; ``ReduceLROnPlateau`` on ``val/loss`` after every epoch."""
+        """Adam on the model weights; ``ReduceLROnPlateau`` on ``val/loss`` after every epoch.
+
+        Adam runs fused (one kernel over all weights) where every weight is a floating-point tensor
+        on the CPU or a CUDA device, instead of a Python loop of a dozen operations per weight.
+        """
         hp = self.hparams
-        optimizer = torch.optim.Adam(self.model.parameters(), lr=hp.lr)
+        weights = list(self.model.parameters())
+        fused = all(w.is_floating_point() and w.device.type in ("cpu", "cuda") for w in weights)
+        optimizer = torch.optim.Adam(weights, lr=hp.lr, fused=fused or None)
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, mode="min", factor=hp.lr_factor, patience=hp.lr_patience, min_lr=hp.min_lr
         )
