@@ -98,7 +98,7 @@ def hop_invariants(sums: Tensor, l_max: int, n_max: int) -> Tensor:
     Every tensor entry is a row ``[M = N·f]`` and every invariant an explicit polynomial of rows
     (symmetric matrices by their six distinct entries, the octupole by its three slices
     ``T_··k``): no constant map is applied as a matrix product and no stacked intermediate is
-    built, so a compiled step evaluates each pass over the invariants as one loop over ``M``."""
+    built, so a compiled step fuses each pass over the invariants into loops over ``M``."""
     n_atoms, n_components, n_channels = sums.shape
     x = list(sums.transpose(0, 1).reshape(n_components, n_atoms * n_channels).unbind(0))
     found: dict[int, Tensor] = {0: x[0]}
