@@ -61,14 +61,19 @@ def _symmetric_dot(a: Symmetric, b: Symmetric) -> Tensor:
     return a[0] * b[0] + a[3] * b[3] + a[5] * b[5] + 2.0 * (a[1] * b[1] + a[2] * b[2] + a[4] * b[4])
 
 
+def _rows(a: Symmetric) -> tuple[Vector, Vector, Vector]:
+    """The three rows ``A_i·`` of the full matrix."""
+    return tuple(tuple(a[ENTRY[i][j]] for j in range(3)) for i in range(3))
+
+
 def _apply(a: Symmetric, v: Vector) -> Vector:
     """``(A v)_i = Σ_j A_ij v_j``."""
-    return tuple(_dot(tuple(a[ENTRY[i][j]] for j in range(3)), v) for i in range(3))
+    return tuple(_dot(row, v) for row in _rows(a))
 
 
 def _square(a: Symmetric) -> Symmetric:
     """``(A A)_ij = Σ_k A_ik A_kj`` (symmetric for a symmetric ``A``)."""
-    rows = [tuple(a[ENTRY[i][k]] for k in range(3)) for i in range(3)]
+    rows = _rows(a)
     return tuple(_dot(rows[i], rows[j]) for i, j in PAIRS)
 
 
