@@ -118,3 +118,19 @@ def test_a_sum_with_a_term_compiled_on_its_own_compiles_as_one_graph(eager_and_c
     torch.testing.assert_close(got.energy, expected.energy, rtol=1e-6, atol=0)
     torch.testing.assert_close(got.forces, expected.forces, rtol=1e-6, atol=1e-8)
     assert compiled.terms[1].is_compiled
+
+
+def test_a_deep_copy_of_a_compiled_potential_evaluates_its_own_weights(eager_and_compiled) -> None:
+    """Energies alone go through the compiled ``atom_energies``: a copy must not call the original's."""
+    eager, compiled = eager_and_compiled
+    copied = copy.deepcopy(compiled)
+    changed = copy.deepcopy(eager)
+    with torch.no_grad():
+        for original, other in zip(copied.parameters(), changed.parameters(), strict=True):
+            original.mul_(1.1)
+            other.mul_(1.1)
+    z, pos, batch = _ethanol_batch(3)
+    for potential, reference in ((copied, changed), (compiled, eager)):
+        got = potential.predict(z, pos, batch, forces=False).energy
+        expected = reference.predict(z, pos, batch, forces=False).energy
+        torch.testing.assert_close(got, expected, rtol=1e-6, atol=0)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import inspect
 import itertools
+import types
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
@@ -178,7 +179,9 @@ class Potential(nn.Module, ABC):
         the trained potential. The first call for a new kind of input traces, checks and compiles
         (tens of seconds on a CPU).
         """
-        self.__dict__["atom_energies"] = torch.compile(type(self).atom_energies.__get__(self), dynamic=True)
+        # a method of this instance, so that a deep copy calls its own weights
+        compiled = torch.compile(type(self).atom_energies, dynamic=True)
+        self.__dict__["atom_energies"] = types.MethodType(compiled, self)
         self.__dict__["_compiled_inference"] = CompiledEvaluation(self, differentiable=False)
         return self
 
