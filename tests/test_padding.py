@@ -1,6 +1,7 @@
 """Row moves of the padded message passing: values and derivatives to second order equal those of
-plain indexing, eagerly and written as scatters only; the scatter-only form has no
-accumulating scatter in its traced backward."""
+plain indexing, eagerly and written as scatters only; forward-mode derivatives too, so that
+``torch.func.hessian`` of a model's energy equals the reverse-mode Hessian; the scatter-only form
+has no accumulating scatter in its traced backward."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 import torch
 from torch.fx.experimental.proxy_tensor import make_fx
 
+from pyg_hipts.nn import HipNN
 from pyg_hipts.nn.padding import place, swap, take
 
 SIZE = 7
@@ -54,6 +56,36 @@ def test_moves_equal_indexing_to_second_order(name: str, scatter_only: bool) -> 
     (second_ref,) = torch.autograd.grad((grad_ref * probe).sum(), x)
     torch.testing.assert_close(second_ours, second_ref, rtol=0, atol=0)
     assert torch.autograd.gradgradcheck(lambda t: _move(name, t, scatter_only), (x,))
+
+
+@pytest.mark.parametrize("scatter_only", [False, True])
+@pytest.mark.parametrize("name", ["place", "take", "swap"])
+def test_forward_mode_moves_the_tangent(name: str, scatter_only: bool) -> None:
+    x = _input(name)
+    tangent = torch.linspace(-1, 1, x.numel(), dtype=x.dtype).view_as(x)
+    value, derivative = torch.func.jvp(lambda t: _move(name, t, scatter_only), (x,), (tangent,))
+    assert torch.equal(value, _reference(name, x))
+    assert torch.equal(derivative, _reference(name, tangent))
+
+
+def test_forward_over_reverse_hessian_of_a_model_equals_reverse_over_reverse() -> None:
+    """``torch.func.hessian`` (forward over reverse, e.g. for normal modes) of an l = 2 model."""
+    torch.manual_seed(0)
+    model = HipNN(
+        [1, 8], n_features=8, n_sensitivities=4, dist_soft_min=0.8, dist_soft_max=3.0, dist_hard_max=3.5,
+        n_interaction_layers=2, l_max=2,
+    ).double()  # fmt: skip
+    z, batch = torch.tensor([8, 1, 1]), torch.zeros(3, dtype=torch.long)
+    pos = torch.tensor([[0.0, 0.0, 0.0], [0.96, 0.0, 0.0], [-0.24, 0.93, 0.0]], dtype=torch.float64)
+
+    def energy(p: torch.Tensor) -> torch.Tensor:
+        return model.predict(z, p, batch, forces=False).energy.sum()
+
+    forward_over_reverse = torch.func.hessian(energy)(pos).reshape(9, 9)
+    reverse_over_reverse = torch.autograd.functional.hessian(energy, pos).reshape(9, 9)
+    torch.testing.assert_close(forward_over_reverse, reverse_over_reverse, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(forward_over_reverse, forward_over_reverse.T, rtol=1e-10, atol=1e-12)
+    assert forward_over_reverse.abs().max() > 0.1
 
 
 def _row_reads(move, x: torch.Tensor) -> set[str]:

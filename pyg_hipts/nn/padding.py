@@ -4,7 +4,8 @@
 elsewhere); ``take(array [S, ...], index [P]) -> [P, ...]`` reads rows ``index[p]``;
 ``swap(x [S, ...], involution [S])`` reads rows ``involution[s]`` for a permutation that is its own
 inverse. With the entries of ``index`` distinct, ``place`` and ``take`` are each other's adjoint
-and ``swap`` is its own, so each backward pass is one of the three again. Autograd's own
+and ``swap`` is its own, so each backward pass is one of the three again; each is linear, so its
+forward-mode derivative (``jvp``) is the same move of the tangent. Autograd's own
 backward of a row gather is a scatter-add (``index_put`` with accumulation), which cannot assume
 distinct indices: on CPU, and in compiled graphs where it becomes atomic adds, it costs several
 times the gather. The neighbour-list layout (:class:`~pyg_hipts.data.graph.PairList`) gives every
@@ -52,13 +53,19 @@ class _Place(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple, output: Tensor) -> None:
-        _, index, _, ctx.scatter_only = inputs
+        _, index, ctx.size, ctx.scatter_only = inputs
         ctx.save_for_backward(index)
+        ctx.save_for_forward(index)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         (index,) = ctx.saved_tensors
         return take(grad, index, ctx.scatter_only), None, None, None
+
+    @staticmethod
+    def jvp(ctx: Any, tangent: Tensor, *_: Any) -> Tensor:
+        (index,) = ctx.saved_tensors
+        return place(tangent, index, ctx.size, ctx.scatter_only)
 
 
 class _Take(torch.autograd.Function):
@@ -73,11 +80,17 @@ class _Take(torch.autograd.Function):
         array, index, ctx.scatter_only = inputs
         ctx.size = array.shape[0]
         ctx.save_for_backward(index)
+        ctx.save_for_forward(index)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         (index,) = ctx.saved_tensors
         return place(grad, index, ctx.size, ctx.scatter_only), None, None
+
+    @staticmethod
+    def jvp(ctx: Any, tangent: Tensor, *_: Any) -> Tensor:
+        (index,) = ctx.saved_tensors
+        return take(tangent, index, ctx.scatter_only)
 
 
 class _Swap(torch.autograd.Function):
@@ -93,11 +106,17 @@ class _Swap(torch.autograd.Function):
     def setup_context(ctx: Any, inputs: tuple, output: Tensor) -> None:
         _, involution, ctx.scatter_only = inputs
         ctx.save_for_backward(involution)
+        ctx.save_for_forward(involution)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         (involution,) = ctx.saved_tensors
         return swap(grad, involution, ctx.scatter_only), None, None
+
+    @staticmethod
+    def jvp(ctx: Any, tangent: Tensor, *_: Any) -> Tensor:
+        (involution,) = ctx.saved_tensors
+        return swap(tangent, involution, ctx.scatter_only)
 
 
 def place(values: Tensor, index: Tensor, size: int, scatter_only: bool = False) -> Tensor:
