@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pyg_hipts.cg.analysis import ramachandran, state_populations
 from pyg_hipts.cg.priors import dihedrals
 from pyg_hipts.nn import HipNN
 
@@ -47,17 +48,16 @@ def chiral_target(pos: torch.Tensor, amplitude: float) -> tuple[torch.Tensor, to
     return energy.detach(), -grad
 
 
-def mirror_coverage(phi: np.ndarray, psi: np.ndarray, bin_degrees: float = 20.0) -> dict[str, float]:
-    """Fractions of frames (``phi``, ``psi`` ``[B]`` in degrees): with ``φ > 0``; within 30° of
-    ``φ = 0`` (the crossing between the two halves); in a (φ, ψ) bin whose mirror bin
-    ``(−φ, −ψ)`` holds frames too."""
-    edges = np.linspace(-180.0, 180.0, round(360 / bin_degrees) + 1)
-    counts = np.histogram2d(phi, psi, bins=[edges, edges])[0]
-    mirrored = (counts > 0) & (counts[::-1, ::-1] > 0)
+def mirror_coverage(phi: np.ndarray, psi: np.ndarray, n_bins: int = 18) -> dict[str, float]:
+    """Fractions of frames (``phi``, ``psi`` ``[B]`` in radians): with ``φ > 0``; within 30° of
+    ``φ = 0`` (the crossing between the two halves); in a bin of the ``n_bins²`` Ramachandran
+    histogram whose mirror bin ``(−φ, −ψ)`` holds frames too."""
+    probability = ramachandran(phi, psi, n_bins)
+    mirrored = (probability > 0) & (probability[::-1, ::-1] > 0)
     return {
-        "with φ > 0": float((phi > 0).mean()),
-        "with |φ| < 30°": float((np.abs(phi) < 30.0).mean()),
-        f"in a {bin_degrees:g}° bin whose mirror bin is sampled": float(counts[mirrored].sum() / len(phi)),
+        "with φ > 0": state_populations(phi, psi)["alpha_L"],
+        "with |φ| < 30°": float((np.abs(phi) < np.radians(30.0)).mean()),
+        f"in a {360 / n_bins:g}° bin whose mirror bin is sampled": float(probability[mirrored].sum()),
     }
 
 
@@ -118,7 +118,7 @@ def main() -> None:
     energy, forces = chiral_target(coords, args.amplitude)
     n_train, n_test = int(0.8 * len(coords)), int(0.1 * len(coords))
     test = slice(len(coords) - n_test, None)
-    phi, psi = np.degrees(dihedrals(coords, PHI_PSI).numpy()).T
+    phi, psi = dihedrals(coords, PHI_PSI).double().numpy().T
     for name, fraction in mirror_coverage(phi, psi).items():
         print(f"# frames {name}: {100 * fraction:.2f} %")
     if not args.noise:
