@@ -7,6 +7,10 @@
   α (``φ < 0``, ``−120° ≤ ψ < 50°``), β (``φ < 0``, ``ψ ≥ 50°`` or ``ψ < −120°``) and αL
   (``φ ≥ 0``) regions;
 - the Jensen–Shannon divergence (natural log, in ``[0, ln 2]``) between two histograms.
+
+Reference frames sampled with a bias carry weights ``w`` (:mod:`pyg_hipts.data.system`); the
+histograms and populations then count each frame with its weight, and
+:func:`effective_sample_size` says how many unweighted frames they are worth.
 """
 
 from __future__ import annotations
@@ -76,11 +80,21 @@ def first_peak(r: np.ndarray, g: np.ndarray) -> tuple[float, float]:
     return float(r[index]) + spacing * shift, peak - 0.25 * (before - after) * shift
 
 
+def effective_sample_size(weights: np.ndarray) -> float:
+    """Kish's effective number of frames of weighted samples, ``(Σ w)² / Σ w²``."""
+    weights = np.ravel(weights)
+    return float(weights.sum() ** 2 / np.sum(weights**2))
+
+
 def shared_histograms(
-    reference: np.ndarray, simulated: np.ndarray, n_bins: int = 60
+    reference: np.ndarray,
+    simulated: np.ndarray,
+    n_bins: int = 60,
+    reference_weights: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Normalised histograms of one coordinate (a bond, angle or dihedral) in reference and
-    simulated samples on the same bins, spanning both sets of values.
+    simulated samples on the same bins, spanning both sets of values; the reference frames
+    weighted by ``reference_weights`` (same shape as ``reference``) when given.
 
     Returns the bin centres ``[n_bins]`` and the two histograms ``[n_bins]`` each; compare them
     with :func:`jensen_shannon`.
@@ -88,14 +102,26 @@ def shared_histograms(
     reference, simulated = np.ravel(reference), np.ravel(simulated)
     both = np.concatenate((reference, simulated))
     edges = np.linspace(both.min(), both.max(), n_bins + 1)
-    histograms = [np.histogram(values, bins=edges)[0] / len(values) for values in (reference, simulated)]
-    return 0.5 * (edges[1:] + edges[:-1]), histograms[0], histograms[1]
+    weights = None if reference_weights is None else np.ravel(reference_weights)
+    histograms = [
+        np.histogram(values, bins=edges, weights=w)[0]
+        for values, w in ((reference, weights), (simulated, None))
+    ]
+    return (
+        0.5 * (edges[1:] + edges[:-1]),
+        histograms[0] / histograms[0].sum(),
+        histograms[1] / histograms[1].sum(),
+    )
 
 
-def ramachandran(phi: np.ndarray, psi: np.ndarray, n_bins: int = 36) -> np.ndarray:
-    """Normalised 2D histogram ``[n_bins, n_bins]`` of (φ, ψ) in radians over ``[−π, π)²``."""
+def ramachandran(
+    phi: np.ndarray, psi: np.ndarray, n_bins: int = 36, weights: np.ndarray | None = None
+) -> np.ndarray:
+    """Normalised 2D histogram ``[n_bins, n_bins]`` of (φ, ψ) in radians over ``[−π, π)²``,
+    each frame counted with its weight (``weights`` shaped like ``phi``) when given."""
     edges = np.linspace(-math.pi, math.pi, n_bins + 1)
-    counts = np.histogram2d(np.ravel(phi), np.ravel(psi), bins=[edges, edges])[0]
+    weights = None if weights is None else np.ravel(weights)
+    counts = np.histogram2d(np.ravel(phi), np.ravel(psi), bins=[edges, edges], weights=weights)[0]
     return counts / counts.sum()
 
 
@@ -106,13 +132,22 @@ def free_energy(probability: np.ndarray, thermal_energy: float) -> np.ndarray:
     return energy - energy[np.isfinite(energy)].min()
 
 
-def state_populations(phi: np.ndarray, psi: np.ndarray) -> dict[str, float]:
-    """Fractions of frames in the α, β and αL regions (see the module docstring)."""
+def state_populations(
+    phi: np.ndarray, psi: np.ndarray, weights: np.ndarray | None = None
+) -> dict[str, float]:
+    """Fractions of frames (of their total weight, with ``weights`` shaped like ``phi``) in the
+    α, β and αL regions (see the module docstring)."""
     phi, psi = np.degrees(np.ravel(phi)), np.degrees(np.ravel(psi))
+    weights = np.ones_like(phi) if weights is None else np.ravel(weights)
     left = phi < 0
     alpha = left & (psi >= -120) & (psi < 50)
     beta = left & ~((psi >= -120) & (psi < 50))
-    return {"alpha": float(alpha.mean()), "beta": float(beta.mean()), "alpha_L": float((~left).mean())}
+    total = weights.sum()
+    return {
+        "alpha": float(weights[alpha].sum() / total),
+        "beta": float(weights[beta].sum() / total),
+        "alpha_L": float(weights[~left].sum() / total),
+    }
 
 
 def jensen_shannon(p: np.ndarray, q: np.ndarray) -> float:

@@ -28,6 +28,11 @@ samples:
   joint histogram of its two angles;
 - a repulsion takes ``σ`` as the smallest sampled distance of each pair and ``ε = kT``, so
   closer approaches cost more than the thermal energy.
+
+Samples drawn with a bias carry weights ``w [F]`` (``∝ exp(V/kT)``, see
+:mod:`pyg_hipts.data.system`): means, variances and histograms are then weighted,
+``Σ w x / Σ w``, with the histograms rescaled to ``F`` counts in all so that the half count per
+bin keeps its meaning. The closest approach of a repulsion depends on the samples' support only.
 """
 
 from __future__ import annotations
@@ -115,14 +120,20 @@ def fourier_basis(angle: Tensor, n_terms: int) -> Tensor:
     return torch.cat((torch.ones_like(angle).unsqueeze(-1), waves), dim=-1)
 
 
-def histogram_free_energy(samples: np.ndarray, n_bins: int, thermal_energy: float) -> tuple[Tensor, Tensor]:
+def histogram_free_energy(
+    samples: np.ndarray, n_bins: int, thermal_energy: float, weights: np.ndarray | None = None
+) -> tuple[Tensor, Tensor]:
     """``−kT ln p`` on the bin centres of a histogram of angles ``samples [S, D]`` (``D = 1`` or
-    2) over ``(−π, π]^D`` with :data:`PSEUDO_COUNT` added to every bin.
+    2) over ``(−π, π]^D`` with :data:`PSEUDO_COUNT` added to every bin; with ``weights [S]`` the
+    histogram is weighted and rescaled to ``S`` counts in all.
 
     Returns the bin centres ``[n_bins^D, D]`` and the free energies ``[n_bins^D]``.
     """
     edges = np.linspace(-np.pi, np.pi, n_bins + 1)
-    counts = np.histogramdd(samples, bins=[edges] * samples.shape[1])[0] + PSEUDO_COUNT
+    if weights is not None:
+        weights = np.asarray(weights, dtype=np.float64).reshape(-1)
+        weights = weights * (len(samples) / weights.sum())
+    counts = np.histogramdd(samples, bins=[edges] * samples.shape[1], weights=weights)[0] + PSEUDO_COUNT
     free_energy = -thermal_energy * np.log(counts / counts.sum())
     centers = 0.5 * (edges[1:] + edges[:-1])
     grid = np.stack(np.meshgrid(*[centers] * samples.shape[1], indexing="ij"), axis=-1)
@@ -144,7 +155,7 @@ class PriorTerm(nn.Module, ABC):
     its parameters as float64 buffers.
 
     Subclasses implement :meth:`energies` and a classmethod ``fit(pos, tuples, thermal_energy,
-    cell=None, pbc=None, **options)`` returning a fitted term; :meth:`fit_options` names the
+    cell=None, pbc=None, weights=None, **options)`` returning a fitted term; :meth:`fit_options` names the
     options that :meth:`fit_in_place` passes on.
     """
 
@@ -168,12 +179,24 @@ class PriorTerm(nn.Module, ABC):
         return {}
 
     def fit_in_place(
-        self, pos: Tensor, thermal_energy: float, cell: Tensor | None = None, pbc: Tensor | None = None
+        self,
+        pos: Tensor,
+        thermal_energy: float,
+        cell: Tensor | None = None,
+        pbc: Tensor | None = None,
+        weights: Tensor | None = None,
     ) -> None:
         """Boltzmann-invert this term on samples ``pos [F, n, 3]`` (cells ``[F, 3, 3]``, ``pbc
-        [F, 3]`` for periodic ones) and copy the fitted parameters into its buffers."""
+        [F, 3]`` for periodic ones; ``weights [F]`` for biased samples) and copy the fitted
+        parameters into its buffers."""
         fitted = type(self).fit(
-            pos, self.index.tolist(), thermal_energy, cell=cell, pbc=pbc, **self.fit_options()
+            pos,
+            self.index.tolist(),
+            thermal_energy,
+            cell=cell,
+            pbc=pbc,
+            weights=weights,
+            **self.fit_options(),
         )
         for name, buffer in fitted.named_buffers():
             getattr(self, name).copy_(buffer)
@@ -200,14 +223,20 @@ class Harmonic(PriorTerm):
         return 0.5 * self.k.to(x.dtype) * (x - self.center.to(x.dtype)) ** 2
 
     @classmethod
-    def fit(cls, pos, tuples: Sequence[Sequence[int]], thermal_energy: float, cell=None, pbc=None):
-        """Boltzmann inversion from samples ``pos [F, n, 3]``: ``x₀ = mean``, ``k = kT / var``."""
+    def fit(
+        cls, pos, tuples: Sequence[Sequence[int]], thermal_energy: float, cell=None, pbc=None, weights=None
+    ):
+        """Boltzmann inversion from samples ``pos [F, n, 3]`` (``weights [F]``, default equal):
+        ``x₀ = mean``, ``k = kT / var``."""
         index = _index(tuples, cls.width)
         x = cls.coordinate(_samples(pos), index, _samples(cell), pbc)
-        variance = x.var(0, correction=0)
+        w = torch.ones(len(x), dtype=x.dtype) if weights is None else _samples(weights).reshape(-1)
+        w = (w / w.sum()).unsqueeze(-1)
+        mean = (w * x).sum(0)
+        variance = (w * (x - mean) ** 2).sum(0)
         if bool((variance <= 0).any()):
             raise ValueError("a coordinate does not fluctuate in the samples; its constant is undefined")
-        return cls(index.tolist(), (thermal_energy / variance).tolist(), x.mean(0).tolist())
+        return cls(index.tolist(), (thermal_energy / variance).tolist(), mean.tolist())
 
 
 class HarmonicBonds(Harmonic):
@@ -258,14 +287,15 @@ class FourierDihedrals(PriorTerm):
         n_bins: int = 72,
         cell=None,
         pbc=None,
+        weights=None,
     ):
-        """Least-squares Fourier fit to ``−kT ln p(φ)`` of each dihedral's histogram (plus half a
-        count per bin; the constant term is fitted and dropped)."""
+        """Least-squares Fourier fit to ``−kT ln p(φ)`` of each dihedral's (weighted) histogram
+        (plus half a count per bin; the constant term is fitted and dropped)."""
         index = _index(quads, 4)
         phi = dihedrals(_samples(pos), index, _samples(cell), pbc).numpy()
         a, b = [], []
         for column in phi.T:
-            centers, free_energy = histogram_free_energy(column[:, None], n_bins, thermal_energy)
+            centers, free_energy = histogram_free_energy(column[:, None], n_bins, thermal_energy, weights)
             basis = fourier_basis(centers[:, 0], n_terms)
             solution = torch.linalg.lstsq(basis, free_energy.unsqueeze(-1)).solution[1:, 0]
             a.append(solution[0::2].tolist())
@@ -310,14 +340,15 @@ class FourierDihedralMaps(PriorTerm):
         n_bins: int = 36,
         cell=None,
         pbc=None,
+        weights=None,
     ):
-        """Least-squares fit to ``−kT ln p(φ, ψ)`` of each pair's joint histogram (plus half a
-        count per bin; the constant term is fitted and dropped)."""
+        """Least-squares fit to ``−kT ln p(φ, ψ)`` of each pair's (weighted) joint histogram (plus
+        half a count per bin; the constant term is fitted and dropped)."""
         index = _index(quad_pairs, 8).view(-1, 2, 4)
         angles_ = dihedrals(_samples(pos), index.view(-1, 4), _samples(cell), pbc)
         coefficients = []
         for pair in angles_.view(angles_.shape[0], -1, 2).unbind(1):
-            centers, free_energy = histogram_free_energy(pair.numpy(), n_bins, thermal_energy)
+            centers, free_energy = histogram_free_energy(pair.numpy(), n_bins, thermal_energy, weights)
             g_phi, g_psi = fourier_basis(centers[:, 0], n_terms), fourier_basis(centers[:, 1], n_terms)
             basis = (g_phi.unsqueeze(-1) * g_psi.unsqueeze(-2)).flatten(-2)
             solution = torch.linalg.lstsq(basis, free_energy.unsqueeze(-1)).solution[:, 0]
@@ -347,7 +378,14 @@ class Repulsion(PriorTerm):
 
     @classmethod
     def fit(
-        cls, pos, pairs: Sequence[Sequence[int]], thermal_energy: float, power: int = 6, cell=None, pbc=None
+        cls,
+        pos,
+        pairs: Sequence[Sequence[int]],
+        thermal_energy: float,
+        power: int = 6,
+        cell=None,
+        pbc=None,
+        weights=None,
     ):
         """``σ`` = each pair's smallest sampled distance, ``ε = kT``."""
         index = _index(pairs, 2)

@@ -122,16 +122,19 @@ class TopologyPrior(Potential):
 
     def pre_fit(self, dataset: Any) -> None:
         """Boltzmann inversion of every term on the frames of ``dataset`` at
-        ``kT = k_B · temperature`` in the data's energy unit (see :mod:`.priors`)."""
+        ``kT = k_B · temperature`` in the data's energy unit (see :mod:`.priors`), weighted by
+        the frames' ``frame_weight`` when the data carry them."""
         self.temperature = fitting_temperature(self.temperature, dataset, type(self).__name__)
         thermal_energy = boltzmann_constant(dataset.units.energy) * self.temperature
         frames = Batch.from_data_list(list(dataset))
         cell, pbc = getattr(frames, "cell", None), getattr(frames, "pbc", None)
         structures = self.structures(frames.z, frames.pos.double(), frames.batch, cell, pbc)
         pos, (cell, pbc) = self.stacked(structures), _periodic(structures)
+        weights = getattr(frames, "frame_weight", None)
         for term in self.terms:
-            term.fit_in_place(pos, thermal_energy, cell, pbc)
+            term.fit_in_place(pos, thermal_energy, cell, pbc, weights)
         rank_zero_info(
-            f"Topology priors fitted by Boltzmann inversion on {len(pos)} frames at "
+            f"Topology priors fitted by Boltzmann inversion on {len(pos)} "
+            f"{'weighted ' if weights is not None else ''}frames at "
             f"kT = {thermal_energy:.4g} {dataset.units.energy}"
         )

@@ -14,6 +14,9 @@ For each trajectory of ``pyg-hipts cg simulate`` (``--trajectory``, repeatable, 
 - for periodic trajectories with ``--rdf_max``: ``g(r)`` of all beads, its first peak, and the
   close contacts: bead pairs per frame closer than ``--contact_distance`` (by default where the
   reference's ``g(r)`` first reaches 0.5, the onset of its first shell);
+- reference frames with ``weights`` (biased sampling, :mod:`pyg_hipts.data.system`) count with
+  their weights in every reference histogram and population; the report gives their effective
+  number (:func:`pyg_hipts.cg.analysis.effective_sample_size`);
 - block averages: the run cut into ``--blocks`` time blocks; in each, the populations with
   standard errors over the independent replicas. A run is called converged when the means of
   its first and second halves differ by less than three combined standard errors for every state.
@@ -39,6 +42,7 @@ import torch
 from pyg_hipts.cg import angles, dihedrals, distances
 from pyg_hipts.cg.analysis import (
     close_pair_counts,
+    effective_sample_size,
     first_peak,
     jensen_shannon,
     radial_distribution,
@@ -53,20 +57,22 @@ from pyg_hipts.cg_workflow.plots import (
     plot_ramachandran,
     plot_rdf,
 )
+from pyg_hipts.data.system import read_frame_weights
 from pyg_hipts.units import boltzmann_constant
 
 
 @dataclass
 class Samples:
     """Frames ``positions [S, R, n, 3]`` (``R = 1`` for reference data), times ``[S]`` (ps),
-    the periodic ``cell [3, 3]`` (or ``None``), and the temperature (K) and energy unit the
-    file records."""
+    the periodic ``cell [3, 3]`` (or ``None``), and the temperature (K), energy unit and frame
+    weights ``[S]`` (``None``: equal) the file records."""
 
     positions: np.ndarray
     time_ps: np.ndarray
     cell: np.ndarray | None
     temperature: float | None = None
     energy_unit: str | None = None
+    weights: np.ndarray | None = None
 
 
 def read_reference(path: Path) -> Samples:
@@ -77,7 +83,9 @@ def read_reference(path: Path) -> Samples:
         cell = np.asarray(arrays["cell"][0]) if "cell" in arrays.files else None
         temperature = float(arrays["temperature"]) if "temperature" in arrays.files else None
         energy_unit = str(arrays["energy_unit"]) if "energy_unit" in arrays.files else None
-    return Samples(positions[:, None], np.asarray(times, dtype=np.float64), cell, temperature, energy_unit)
+        weights = read_frame_weights(path, arrays, len(positions))
+    times = np.asarray(times, dtype=np.float64)
+    return Samples(positions[:, None], times, cell, temperature, energy_unit, weights)
 
 
 def read_simulation(path: Path, discard_ps: float) -> Samples:
@@ -188,10 +196,12 @@ def analyze(options: Any) -> dict[str, Any]:
         "reference": {"file": str(options.reference), "frames": len(reference.time_ps)},
         "runs": {},
     }
+    if reference.weights is not None:
+        report["reference"]["effective_frames"] = effective_sample_size(reference.weights)
     for label, run in runs.items():
         divergence = {}
         for name, values in coordinates["reference"].items():
-            _, p, q = shared_histograms(values, coordinates[label][name])
+            _, p, q = shared_histograms(values, coordinates[label][name], reference_weights=reference.weights)
             divergence[name] = jensen_shannon(p, q)
         report["runs"][label] = {
             "trajectory": str(options.trajectory[labels.index(label)]),
@@ -217,8 +227,11 @@ def _ramachandran_report(
     """(φ, ψ) histograms, populations, divergences and block averages into ``report``."""
     angles_by_run = {"reference": phi_psi(reference.positions, options.phi_psi)}
     angles_by_run |= {label: phi_psi(run.positions, options.phi_psi) for label, run in runs.items()}
-    histograms = {label: ramachandran(*pair) for label, pair in angles_by_run.items()}
-    report["reference"]["populations"] = state_populations(*angles_by_run["reference"])
+    weights = {"reference": reference.weights}
+    histograms = {
+        label: ramachandran(*pair, weights=weights.get(label)) for label, pair in angles_by_run.items()
+    }
+    report["reference"]["populations"] = state_populations(*angles_by_run["reference"], reference.weights)
     for label, run in runs.items():
         entry = report["runs"][label]
         entry["populations"] = state_populations(*angles_by_run[label])
@@ -261,7 +274,9 @@ def _rdf_report(
 def _print_summary(report: dict[str, Any]) -> None:
     reference = report["reference"].get("populations")
     if reference:
-        print("reference: " + ", ".join(f"{k} {100 * v:.1f} %" for k, v in reference.items()))
+        effective = report["reference"].get("effective_frames")
+        weighted = f" (weighted; {effective:.0f} effective frames)" if effective is not None else ""
+        print(f"reference{weighted}: " + ", ".join(f"{k} {100 * v:.1f} %" for k, v in reference.items()))
     if "rdf_first_peak" in report["reference"]:
         peak = report["reference"]["rdf_first_peak"]
         print(

@@ -11,9 +11,10 @@ cancel in it), or the force on the position atom (``--force_map position``).
 
 The output ``.npz`` holds ``nuclear_charges`` (bead types), ``coords`` and ``forces`` (the
 input's units), ``masses`` (amu, each bead's atoms summed), ``names``, ``temperature``,
-``time_ps``, ``length_unit``, ``energy_unit`` and, for periodic input, ``cell [F, 3, 3]``
-(read with ``reader_options: {cell_key: cell}``): everything ``pyg-hipts fit`` and
-``pyg-hipts cg simulate`` need (:mod:`pyg_hipts.data.system`).
+``time_ps``, ``length_unit``, ``energy_unit``, for periodic input ``cell [F, 3, 3]``
+(read with ``reader_options: {cell_key: cell}``), and the frames' ``weights`` when an npz input
+records them (biased sampling): everything ``pyg-hipts fit`` and ``pyg-hipts cg simulate``
+need (:mod:`pyg_hipts.data.system`).
 Options come from ``--config map.yaml`` and the command line (the command line wins)::
 
     pyg-hipts cg map --config configs/cg_map/ala2_backbone.yaml \\
@@ -34,7 +35,7 @@ from pyg_hipts.cg import Mapping, atom_labels, mapping_from_spec
 from pyg_hipts.cg.mapping import FORCE_MAPS, molecule_beads
 from pyg_hipts.cg_workflow.options import command_parser
 from pyg_hipts.data import read_dataset
-from pyg_hipts.data.system import SystemInfo
+from pyg_hipts.data.system import SystemInfo, read_frame_weights
 from pyg_hipts.units import Units, length_factor
 
 MDTRAJ_SUFFIXES = (".dcd", ".xtc", ".trr", ".nc", ".netcdf")
@@ -44,7 +45,7 @@ MDTRAJ_SUFFIXES = (".dcd", ".xtc", ".trr", ".nc", ".netcdf")
 class AllAtomFrames:
     """Frames of one molecule or box: ``positions`` and ``forces`` ``[F, n, 3]``, ``cells``
     ``[F, 3, 3]`` or ``None``, ``z [n]``, the units, and what the input records of masses, atom
-    labels, frame times (ps) and temperature (K)."""
+    labels, frame times (ps), frame weights and temperature (K)."""
 
     positions: np.ndarray
     forces: np.ndarray
@@ -53,6 +54,7 @@ class AllAtomFrames:
     units: Units
     system: SystemInfo
     time_ps: np.ndarray | None
+    weights: np.ndarray | None = None
 
 
 def topology_labels_and_masses(path: Path) -> tuple[list[str], np.ndarray]:
@@ -125,16 +127,17 @@ def read_frames(path: Path, format: str | None, reader_options: dict[str, Any]) 
         z=z[0],
         units=dataset.units,
         system=dataset.system,
-        time_ps=_recorded_times(path),
+        **_recorded_per_frame(path, n_frames),
     )
 
 
-def _recorded_times(path: Path) -> np.ndarray | None:
-    """``time_ps`` of an npz file, when it has one."""
+def _recorded_per_frame(path: Path, n_frames: int) -> dict[str, np.ndarray | None]:
+    """``time_ps`` and ``weights`` of an npz file (``None`` for each it lacks, or for other files)."""
     if path.suffix != ".npz":
-        return None
+        return {"time_ps": None, "weights": None}
     with np.load(path) as arrays:
-        return np.asarray(arrays["time_ps"], dtype=np.float64) if "time_ps" in arrays.files else None
+        times = np.asarray(arrays["time_ps"], dtype=np.float64) if "time_ps" in arrays.files else None
+        return {"time_ps": times, "weights": read_frame_weights(path, arrays, n_frames)}
 
 
 def build_mapping(frames: AllAtomFrames, options: Any) -> Mapping:
@@ -197,6 +200,8 @@ def map_frames(options: Any) -> Path:
     }
     if cells is not None:
         arrays["cell"] = cells
+    if frames.weights is not None:
+        arrays["weights"] = frames.weights[keep]
     output = Path(options.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(output.name + ".partial.npz")
@@ -216,6 +221,7 @@ def map_frames(options: Any) -> Path:
         f"wrote {output}: {len(positions)} frames of {len(mapping.beads)} beads [{described}] from {mapped} "
         f"of {len(frames.z)} atoms, {temperature:g} K, forces by {mapping.force_map}, "
         f"{frames.units.length} and {frames.units.energy}"
+        + (", with the frames' weights" if frames.weights is not None else "")
     )
     return output
 

@@ -33,15 +33,16 @@ def refine(options: Any) -> Path:
     temperature = options.temperature or system.temperature
     if temperature is None:
         raise ValueError(f"{options.checkpoint} records no temperature: give --temperature (K)")
-    reference = read_reference(Path(options.reference)).positions[:, 0]
+    reference = read_reference(Path(options.reference))
     simulated = read_simulation(Path(options.trajectory), options.discard_ps).positions
     n = simulated.shape[-2]
     changes = refine_dihedral_priors(
         model,
-        torch.as_tensor(reference),
+        torch.as_tensor(reference.positions[:, 0]),
         torch.as_tensor(simulated.reshape(-1, n, 3)),
         boltzmann_constant(model.units.energy) * temperature,
         options.damping,
+        reference.weights,
     )
     output = save_potential(model, options.output, extra={"system": system.as_dict()})
     print(

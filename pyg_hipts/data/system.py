@@ -7,7 +7,11 @@ time of each frame (ps). In an ``.npz`` file these are the optional arrays
 - ``masses`` ``[n_atoms]``, ``names`` ``[n_atoms]`` (strings), ``temperature`` ``[]``,
 - ``time_ps`` ``[n_frames]``: its presence marks the frames as a time series, which makes the
   default split contiguous time blocks (:func:`pyg_hipts.data.block_split`),
-- ``length_unit`` and ``energy_unit`` ``[]`` (strings): the units of the file.
+- ``length_unit`` and ``energy_unit`` ``[]`` (strings): the units of the file,
+- ``weights`` ``[n_frames]``: the statistical weight of each frame in the ensemble the frames
+  stand for, for frames sampled with a bias ``V`` (umbrella sampling, metadynamics with the
+  bias frozen): ``w ∝ exp(V / kT)``. Averages over the ensemble are ``Σ w A / Σ w``
+  (:func:`read_frame_weights`); the priors' Boltzmann inversion and ``cg analyze`` use them.
 
 A training checkpoint keeps the :class:`SystemInfo` of its training file, so that simulations
 take masses, names and temperature from it instead of asking for them again.
@@ -95,6 +99,28 @@ def read_system_info(source: str | Path, arrays: Mapping[str, np.ndarray], n_ato
             raise ValueError(f"{source}: time_ps must increase; frame {frame} is at {times[frame]} ps")
         spacing = float(np.median(steps)) if len(steps) else None
     return SystemInfo(masses, names, temperature, spacing, "time_ps" in present)
+
+
+def read_frame_weights(
+    source: str | Path, arrays: Mapping[str, np.ndarray], n_frames: int
+) -> np.ndarray | None:
+    """``weights [n_frames]`` (float64) of ``source``, ``None`` when it records none.
+
+    Raises ``ValueError`` naming ``source`` (and the first bad frame) unless there is one finite,
+    non-negative weight per frame and at least one is positive.
+    """
+    if "weights" not in arrays:
+        return None
+    weights = np.asarray(arrays["weights"], dtype=np.float64)
+    if weights.shape != (n_frames,):
+        raise ValueError(f"{source}: weights must be [{n_frames}] (one per frame), got {list(weights.shape)}")
+    bad = ~np.isfinite(weights) | (weights < 0)
+    if bad.any():
+        frame = int(np.argmax(bad))
+        raise ValueError(f"{source}: weights must be finite and >= 0; frame {frame} has {weights[frame]}")
+    if not weights.sum() > 0:
+        raise ValueError(f"{source}: every frame has weight 0")
+    return weights
 
 
 def stored_units(source: str | Path, arrays: Mapping[str, np.ndarray]) -> Units | None:

@@ -10,7 +10,7 @@ import torch
 from pyg_hipts.data.dataset import AtomsDataset, Units
 from pyg_hipts.data.readers._checks import require_path
 from pyg_hipts.data.readers._stacked import stacked_frames
-from pyg_hipts.data.system import read_system_info, stored_units
+from pyg_hipts.data.system import read_frame_weights, read_system_info, stored_units
 
 DEFAULT_UNITS = Units("Å", "kcal/mol")
 
@@ -37,7 +37,8 @@ def read_npz(
     ``(n_frames, 3, 3)`` lattice vectors as rows, making the frames periodic. The defaults read rMD17
     (Å, kcal/mol). ``units`` default to those the file records (``length_unit``,
     ``energy_unit``), else Å and kcal/mol; the optional ``masses``, ``names``, ``temperature``
-    and ``time_ps`` arrays become the dataset's ``system`` (:mod:`pyg_hipts.data.system`).
+    and ``time_ps`` arrays become the dataset's ``system``, and ``weights`` ``(n_frames,)`` each
+    frame's ``frame_weight`` ``[1]`` (float64; :mod:`pyg_hipts.data.system`).
     Raises ``FileNotFoundError`` or ``ValueError`` naming the file for a missing file or key,
     mismatched shapes, and NaN or infinite values.
     """
@@ -57,5 +58,9 @@ def read_npz(
         if not frames:
             raise ValueError(f"{path}: no frames")
         system = read_system_info(path, arrays, frames[0].num_nodes)
+        weights = read_frame_weights(path, arrays, len(frames))
+        if weights is not None:
+            for frame, weight in zip(frames, weights, strict=True):
+                frame.frame_weight = torch.tensor([weight], dtype=torch.float64)
         units = units or stored_units(path, arrays) or DEFAULT_UNITS
     return AtomsDataset(frames, units=units, source=str(path), system=system)
