@@ -108,16 +108,18 @@ def report_progress(done: int, total: int, start: float, what: str) -> None:
 def flatten_phi(
     simulation: app.Simulation, metadynamics: app.Metadynamics, picoseconds: float, timestep_fs: float
 ) -> None:
-    """Build the metadynamics bias on φ for ``picoseconds``, reporting every 100 ps."""
+    """Build the metadynamics bias on φ for ``picoseconds``, in blocks of about 100 ps."""
     steps_per_ps = int(round(1000 / timestep_fs))
     chunks = max(1, int(round(picoseconds / 100)))
     start = time.perf_counter()
     for chunk in range(1, chunks + 1):
         metadynamics.step(simulation, int(round(picoseconds / chunks * steps_per_ps)))
-        report_progress(chunk, chunks, start, "metadynamics on φ, 100 ps block")
+        report_progress(chunk, chunks, start, f"metadynamics on φ, {picoseconds / chunks:g} ps block")
 
 
-def sample(simulation: app.Simulation, n_frames: int, steps_per_frame: int, bias_group: int | None) -> dict:
+def sample(
+    simulation: app.Simulation, n_frames: int, steps_per_frame: int, bias_group: int | None
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Run ``n_frames * steps_per_frame`` steps, keeping one frame every ``steps_per_frame``:
     positions, the force field's forces and energy (the bias force group ``bias_group`` left
     out) and the bias energy (kcal/mol)."""

@@ -1,6 +1,7 @@
 """Frames sampled with a bias carry ``weights``: read and checked with the npz reader, kept by
-``cg map``, used by the priors' Boltzmann inversion, ``cg analyze`` and ``cg refine``; a frame
-of integer weight ``w`` counts as ``w`` copies of it."""
+``cg map``, used by the priors' Boltzmann inversion, ``cg analyze`` and ``cg refine``: a frame
+of integer weight ``w`` counts as ``w`` copies of it (exactly in means, variances, populations
+and histograms; up to the half count per bin in free energies)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,11 @@ import pytest
 import torch
 
 from pyg_hipts.cg import FourierDihedrals, HarmonicBonds, dihedrals
-from pyg_hipts.cg.analysis import effective_sample_size
+from pyg_hipts.cg.analysis import effective_sample_size, radial_distribution
 from pyg_hipts.cg.refine import dihedral_correction
 from pyg_hipts.cli import run_cli
 from pyg_hipts.data import read_npz
+from pyg_hipts.data.prepare import prepare
 
 from .conftest import SHARED_DATA
 from .test_cg_workflow import MAP_CONFIG, PDB, REPO, _all_atom
@@ -168,3 +170,22 @@ def test_biased_openmm_frames_hold_the_force_fields_forces_and_their_weights(tmp
             state = context.getState(getForces=True)
             expected = state.getForces(asNumpy=True).value_in_unit(unit.kilocalorie_per_mole / unit.angstrom)
             np.testing.assert_allclose(forces, expected, rtol=0, atol=2e-3 * np.abs(expected).max())
+
+
+def test_weighted_radial_distribution_equals_duplicated_frames() -> None:
+    generator = np.random.default_rng(6)
+    cell = np.diag([9.0, 10.0, 11.0])
+    positions = generator.random((12, 60, 3)) @ cell
+    positions[:4] *= 0.8  # denser frames, so that the weights matter
+    copies = generator.integers(1, 4, len(positions))
+    r, weighted = radial_distribution(positions, cell, 4.0, n_bins=20, weights=copies.astype(float))
+    _, duplicated = radial_distribution(np.repeat(positions, copies, axis=0), cell, 4.0, n_bins=20)
+    _, unweighted = radial_distribution(positions, cell, 4.0, n_bins=20)
+    np.testing.assert_allclose(weighted, duplicated, rtol=1e-12)
+    assert np.abs(weighted - unweighted).max() > 0.01
+
+
+def test_a_prepared_dataset_refuses_weighted_frames(tmp_path: Path) -> None:
+    source = _write_all_atom(tmp_path / "aa.npz", np.ones(10))
+    with pytest.raises(ValueError, match=r"aa\.npz: the frames carry weights .* read the \.npz file itself"):
+        prepare(source, tmp_path / "prepared", reader_options={"energy_key": None}, progress=False)

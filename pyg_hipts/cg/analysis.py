@@ -33,9 +33,14 @@ def _pair_distances(positions: np.ndarray, cell: np.ndarray):
 
 
 def radial_distribution(
-    positions: np.ndarray, cell: np.ndarray, r_max: float, n_bins: int = 100
+    positions: np.ndarray,
+    cell: np.ndarray,
+    r_max: float,
+    n_bins: int = 100,
+    weights: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(r, g(r))`` averaged over frames ``positions [F, n, 3]`` in a fixed ``cell [3, 3]``.
+    """``(r, g(r))`` averaged over frames ``positions [F, n, 3]`` in a fixed ``cell [3, 3]``,
+    each frame with its weight (``weights [F]``) when given.
 
     Pairs use the minimum image, so ``r_max`` must not exceed half the cell's smallest width.
     """
@@ -46,11 +51,12 @@ def radial_distribution(
         raise ValueError(f"r_max {r_max} exceeds half the cell's smallest width {0.5 * widths.min():.3f}")
     n = positions.shape[1]
     edges = np.linspace(0.0, r_max, n_bins + 1)
+    weights = np.ones(len(positions)) if weights is None else np.ravel(weights)
     counts = np.zeros(n_bins)
-    for distances in _pair_distances(positions, cell):
-        counts += np.histogram(distances, bins=edges)[0]
+    for distances, weight in zip(_pair_distances(positions, cell), weights, strict=True):
+        counts += weight * np.histogram(distances, bins=edges)[0]
     shell = 4.0 / 3.0 * math.pi * (edges[1:] ** 3 - edges[:-1] ** 3)
-    ideal = len(positions) * 0.5 * n * (n - 1) / volume * shell
+    ideal = weights.sum() * 0.5 * n * (n - 1) / volume * shell
     return 0.5 * (edges[1:] + edges[:-1]), counts / ideal
 
 

@@ -31,8 +31,9 @@ samples:
 
 Samples drawn with a bias carry weights ``w [F]`` (``∝ exp(V/kT)``, see
 :mod:`pyg_hipts.data.system`): means, variances and histograms are then weighted,
-``Σ w x / Σ w``, with the histograms rescaled to ``F`` counts in all so that the half count per
-bin keeps its meaning. The closest approach of a repulsion depends on the samples' support only.
+``Σ w x / Σ w``, each histogram rescaled to the effective number of samples ``(Σ w)² / Σ w²``
+(equal weights: ``F``), so that the half count per bin stays small against the counts the data
+can support. A repulsion's closest approach is taken over the frames of positive weight.
 """
 
 from __future__ import annotations
@@ -125,14 +126,14 @@ def histogram_free_energy(
 ) -> tuple[Tensor, Tensor]:
     """``−kT ln p`` on the bin centres of a histogram of angles ``samples [S, D]`` (``D = 1`` or
     2) over ``(−π, π]^D`` with :data:`PSEUDO_COUNT` added to every bin; with ``weights [S]`` the
-    histogram is weighted and rescaled to ``S`` counts in all.
+    histogram is weighted and rescaled to the effective number of samples ``(Σ w)² / Σ w²``.
 
     Returns the bin centres ``[n_bins^D, D]`` and the free energies ``[n_bins^D]``.
     """
     edges = np.linspace(-np.pi, np.pi, n_bins + 1)
     if weights is not None:
         weights = np.asarray(weights, dtype=np.float64).reshape(-1)
-        weights = weights * (len(samples) / weights.sum())
+        weights = weights * (weights.sum() / np.sum(weights**2))
     counts = np.histogramdd(samples, bins=[edges] * samples.shape[1], weights=weights)[0] + PSEUDO_COUNT
     free_energy = -thermal_energy * np.log(counts / counts.sum())
     centers = 0.5 * (edges[1:] + edges[:-1])
@@ -387,7 +388,9 @@ class Repulsion(PriorTerm):
         pbc=None,
         weights=None,
     ):
-        """``σ`` = each pair's smallest sampled distance, ``ε = kT``."""
+        """``σ`` = each pair's smallest distance over the frames (of positive weight), ``ε = kT``."""
         index = _index(pairs, 2)
         r = distances(_samples(pos), index, _samples(cell), pbc)
+        if weights is not None:
+            r = r[_samples(weights).reshape(-1) > 0]
         return cls(index.tolist(), r.min(0).values.tolist(), thermal_energy, power)

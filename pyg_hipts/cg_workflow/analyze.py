@@ -210,7 +210,7 @@ def analyze(options: Any) -> dict[str, Any]:
             "jensen_shannon": divergence,
         }
     if coordinates["reference"]:
-        plot_internal_coordinates(coordinates, output / "internal_coordinates.png")
+        plot_internal_coordinates(coordinates, output / "internal_coordinates.png", reference.weights)
     if options.phi_psi is not None:
         _ramachandran_report(options, reference, runs, report, output)
     if options.rdf_max is not None:
@@ -254,7 +254,7 @@ def _rdf_report(
             raise ValueError(f"{label}: --rdf_max needs periodic frames (a cell)")
         n = samples.positions.shape[-2]
         curves[label] = radial_distribution(
-            samples.positions.reshape(-1, n, 3), samples.cell, options.rdf_max
+            samples.positions.reshape(-1, n, 3), samples.cell, options.rdf_max, weights=samples.weights
         )
     r, g_reference = curves["reference"]
     contact = options.contact_distance
@@ -266,7 +266,7 @@ def _rdf_report(
         counts = close_pair_counts(samples.positions.reshape(-1, n, 3), samples.cell, contact)
         target = report["reference"] if label == "reference" else report["runs"][label]
         target["rdf_first_peak"] = dict(zip(("position", "height"), first_peak(*curves[label]), strict=True))
-        target["close_contacts_per_frame"] = float(counts.mean())
+        target["close_contacts_per_frame"] = float(np.average(counts, weights=samples.weights))
     plot_rdf(curves, output / "rdf.png")
     np.savez(output / "rdf.npz", r=r, **{f"g_{label}": g for label, (_, g) in curves.items()})
 

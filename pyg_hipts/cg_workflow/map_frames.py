@@ -35,6 +35,7 @@ from pyg_hipts.cg import Mapping, atom_labels, mapping_from_spec
 from pyg_hipts.cg.mapping import FORCE_MAPS, molecule_beads
 from pyg_hipts.cg_workflow.options import command_parser
 from pyg_hipts.data import read_dataset
+from pyg_hipts.data.readers import resolve_format
 from pyg_hipts.data.system import SystemInfo, read_frame_weights
 from pyg_hipts.units import Units, length_factor
 
@@ -127,13 +128,13 @@ def read_frames(path: Path, format: str | None, reader_options: dict[str, Any]) 
         z=z[0],
         units=dataset.units,
         system=dataset.system,
-        **_recorded_per_frame(path, n_frames),
+        **_recorded_per_frame(path, format, n_frames),
     )
 
 
-def _recorded_per_frame(path: Path, n_frames: int) -> dict[str, np.ndarray | None]:
+def _recorded_per_frame(path: Path, format: str | None, n_frames: int) -> dict[str, np.ndarray | None]:
     """``time_ps`` and ``weights`` of an npz file (``None`` for each it lacks, or for other files)."""
-    if path.suffix != ".npz":
+    if resolve_format(path, format) != "npz":
         return {"time_ps": None, "weights": None}
     with np.load(path) as arrays:
         times = np.asarray(arrays["time_ps"], dtype=np.float64) if "time_ps" in arrays.files else None

@@ -15,8 +15,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def plot_internal_coordinates(coordinates: dict[str, dict[str, np.ndarray]], path: Path) -> None:
-    """One panel per coordinate: the ``"reference"`` histogram (black) and every run's."""
+def plot_internal_coordinates(
+    coordinates: dict[str, dict[str, np.ndarray]], path: Path, reference_weights: np.ndarray | None = None
+) -> None:
+    """One panel per coordinate: the ``"reference"`` histogram (black; its frames weighted by
+    ``reference_weights`` when given) and every run's."""
     reference = coordinates["reference"]
     columns = min(4, len(reference))
     rows = math.ceil(len(reference) / columns)
@@ -26,7 +29,9 @@ def plot_internal_coordinates(coordinates: dict[str, dict[str, np.ndarray]], pat
             if label != "reference":
                 centers, _, q = shared_histograms(reference[name], values[name])
                 axis.plot(centers, q, label=label)
-        centers, p, _ = shared_histograms(reference[name], reference[name])
+        centers, p, _ = shared_histograms(
+            reference[name], reference[name], reference_weights=reference_weights
+        )
         axis.plot(centers, p, color="black", label="reference")
         axis.set_title(name, fontsize=9)
     for axis in axes.ravel()[len(reference) :]:

@@ -88,6 +88,11 @@ def _npz_chunks(path: Path, chunk_frames: int, keys: dict[str, Any]) -> Iterator
             if info.filename.endswith(".npy"):
                 name = info.filename[: -len(".npy")]
                 members[name] = NpyMember(stack.enter_context(archive.open(info)), f"{path}:{name}")
+        if "weights" in members:
+            raise ValueError(
+                f"{path}: the frames carry weights (biased sampling), which a prepared dataset does "
+                "not keep; read the .npz file itself"
+            )
         options = {
             "z_key": "nuclear_charges",
             "pos_key": "coords",
