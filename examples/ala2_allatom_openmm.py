@@ -13,17 +13,18 @@ a hydrogen and its heavy atom, so they cancel in any bead force that sums over b
 repartitioned to ``--hydrogen_mass`` (4 amu) for the 4 fs step: masses do not change the
 Boltzmann distribution of configurations, which is all that force matching uses.
 
-With ``--bias_ns``, the backbone dihedral φ (ACE C, ALA N, CA, C) is first flattened by that
-long a well-tempered metadynamics (OpenMM's ``Metadynamics``, ``--bias_factor`` γ): its bias
-``V(φ)`` tends to ``−(1 − 1/γ) F(φ)``, so the frames, sampled afterwards with ``V`` frozen, cross
-between φ < 0 and φ > 0 (the αL basin) instead of staying on one side. ``V`` depends on the
-bead positions of a backbone mapping only, so the conditional distribution of the other atoms,
-and with it the mean force that force matching learns, is that of the unbiased ensemble. The
-forces written are those of the force field alone (without ``V``), and ``weights`` (each frame's
+With ``--bias_ns``, the backbone dihedral φ (ACE C, ALA N, CA, C), and with ``--bias_on phi psi``
+also ψ (ALA N, CA, C, NME N), are first flattened by that long a well-tempered metadynamics
+(OpenMM's ``Metadynamics``, ``--bias_factor`` γ): its bias ``V`` tends to ``−(1 − 1/γ) F``, so
+the frames, sampled afterwards with ``V`` frozen, cross the barriers between φ < 0 and φ > 0
+(the αL basin), and between α and β, instead of staying on one side. ``V`` depends on the bead
+positions of a backbone mapping only, so the conditional distribution of the other atoms, and
+with it the mean force that force matching learns, is that of the unbiased ensemble. The forces
+written are those of the force field alone (without ``V``), and ``weights`` (each frame's
 ``exp(V/kT)``, largest 1) restores the unbiased ensemble in ``pyg-hipts cg analyze``.
 
     python examples/ala2_allatom_openmm.py --nanoseconds 10 --out runs/ala2_aa/ala2_300K.npz
-    python examples/ala2_allatom_openmm.py --nanoseconds 5 --bias_ns 1 --out runs/ala2_aa/ala2_300K_phi.npz
+    python examples/ala2_allatom_openmm.py --nanoseconds 6 --bias_ns 1 --out runs/ala2_aa/ala2_300K_phi.npz
 """
 
 from __future__ import annotations
@@ -43,28 +44,38 @@ DEFAULT_PDB = Path(__file__).resolve().parents[2] / "shared/data/pdb/alanine-dip
 KJ_PER_KCAL = 4.184
 
 
-def phi_atoms(topology: app.Topology) -> list[int]:
-    """Indices of the atoms of the backbone dihedral φ: ACE C, ALA N, ALA CA, ALA C."""
-    wanted = [("ACE", "C"), ("ALA", "N"), ("ALA", "CA"), ("ALA", "C")]
+BACKBONE_DIHEDRALS = {
+    "phi": [("ACE", "C"), ("ALA", "N"), ("ALA", "CA"), ("ALA", "C")],
+    "psi": [("ALA", "N"), ("ALA", "CA"), ("ALA", "C"), ("NME", "N")],
+}
+
+
+def dihedral_atoms(topology: app.Topology, name: str) -> list[int]:
+    """Indices of the four atoms of the backbone dihedral ``name`` (``phi`` or ``psi``)."""
+    wanted = BACKBONE_DIHEDRALS[name]
     found = {(atom.residue.name, atom.name): atom.index for atom in topology.atoms()}
-    missing = [f"{residue}:{name}" for residue, name in wanted if (residue, name) not in found]
+    missing = [f"{residue}:{atom}" for residue, atom in wanted if (residue, atom) not in found]
     if missing:
-        raise ValueError(f"the structure has no atom {', '.join(missing)}: φ is not defined")
+        raise ValueError(f"the structure has no atom {', '.join(missing)}: {name} is not defined")
     return [found[key] for key in wanted]
 
 
-def phi_metadynamics(
+def backbone_metadynamics(
     system: openmm.System, topology: app.Topology, args: argparse.Namespace
 ) -> tuple[app.Metadynamics, int]:
-    """Well-tempered metadynamics on φ, depositing 1 kJ/mol Gaussians of width 0.35 rad every ps,
-    and the force group of the bias force it adds to ``system``."""
-    phi = openmm.CustomTorsionForce("theta")
-    phi.addTorsion(*phi_atoms(topology))
-    variable = app.BiasVariable(phi, -math.pi, math.pi, 0.35, periodic=True, gridWidth=180)
+    """Well-tempered metadynamics on the dihedrals ``args.bias_on``, depositing 1 kJ/mol
+    Gaussians of width 0.35 rad every ps, and the force group of the bias force it adds to
+    ``system``."""
+    variables = []
+    for name in args.bias_on:
+        angle = openmm.CustomTorsionForce("theta")
+        angle.addTorsion(*dihedral_atoms(topology, name))
+        grid = 180 if len(args.bias_on) == 1 else 72
+        variables.append(app.BiasVariable(angle, -math.pi, math.pi, 0.35, periodic=True, gridWidth=grid))
     steps_per_ps = int(round(1000 / args.timestep_fs))
     n_forces = system.getNumForces()
     metadynamics = app.Metadynamics(
-        system, [variable], args.temperature * unit.kelvin, args.bias_factor, 1.0, steps_per_ps
+        system, variables, args.temperature * unit.kelvin, args.bias_factor, 1.0, steps_per_ps
     )
     return metadynamics, system.getForce(n_forces).getForceGroup()
 
@@ -73,7 +84,7 @@ def build_simulation(
     pdb: app.PDBFile, args: argparse.Namespace
 ) -> tuple[app.Simulation, tuple[app.Metadynamics, int] | None]:
     """Amber14 + OBC2 system with a Langevin middle integrator on the CPU platform, and the
-    metadynamics on φ with its force group (``None`` without ``--bias_ns``)."""
+    metadynamics with its force group (``None`` without ``--bias_ns``)."""
     forcefield = app.ForceField("amber14-all.xml", "implicit/obc2.xml")
     system = forcefield.createSystem(
         pdb.topology,
@@ -81,7 +92,7 @@ def build_simulation(
         constraints=app.HBonds,
         hydrogenMass=args.hydrogen_mass * unit.amu,
     )
-    metadynamics = phi_metadynamics(system, pdb.topology, args) if args.bias_ns > 0 else None
+    metadynamics = backbone_metadynamics(system, pdb.topology, args) if args.bias_ns > 0 else None
     temperature, seed = args.temperature, args.seed
     integrator = openmm.LangevinMiddleIntegrator(
         temperature * unit.kelvin, 1.0 / unit.picosecond, args.timestep_fs * unit.femtoseconds
@@ -105,16 +116,16 @@ def report_progress(done: int, total: int, start: float, what: str) -> None:
         )
 
 
-def flatten_phi(
+def build_bias(
     simulation: app.Simulation, metadynamics: app.Metadynamics, picoseconds: float, timestep_fs: float
 ) -> None:
-    """Build the metadynamics bias on φ for ``picoseconds``, in blocks of about 100 ps."""
+    """Build the metadynamics bias for ``picoseconds``, in blocks of about 100 ps."""
     steps_per_ps = int(round(1000 / timestep_fs))
     chunks = max(1, int(round(picoseconds / 100)))
     start = time.perf_counter()
     for chunk in range(1, chunks + 1):
         metadynamics.step(simulation, int(round(picoseconds / chunks * steps_per_ps)))
-        report_progress(chunk, chunks, start, f"metadynamics on φ, {picoseconds / chunks:g} ps block")
+        report_progress(chunk, chunks, start, f"metadynamics, {picoseconds / chunks:g} ps block")
 
 
 def sample(
@@ -159,7 +170,8 @@ def main() -> None:
     parser.add_argument("--timestep_fs", type=float, default=4.0)
     parser.add_argument("--hydrogen_mass", type=float, default=4.0, help="amu")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--bias_ns", type=float, default=0.0, help="metadynamics on φ before sampling")
+    parser.add_argument("--bias_ns", type=float, default=0.0, help="metadynamics before sampling")
+    parser.add_argument("--bias_on", nargs="+", choices=["phi", "psi"], default=["phi"])
     parser.add_argument("--bias_factor", type=float, default=6.0, help="well-tempered γ")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, required=True)
@@ -172,7 +184,7 @@ def main() -> None:
     bias_group = None
     if metadynamics is not None:
         metadynamics, bias_group = metadynamics
-        flatten_phi(simulation, metadynamics, 1000 * args.bias_ns, args.timestep_fs)
+        build_bias(simulation, metadynamics, 1000 * args.bias_ns, args.timestep_fs)
     steps_per_frame = int(round(args.save_every_ps * steps_per_ps))
     n_frames = int(round(args.nanoseconds * 1000 / args.save_every_ps))
     arrays, bias = sample(simulation, n_frames, steps_per_frame, bias_group)

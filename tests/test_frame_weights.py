@@ -141,16 +141,8 @@ def test_biased_openmm_frames_hold_the_force_fields_forces_and_their_weights(tmp
     subprocess.run(
         [
             *(sys.executable, str(REPO / "examples" / "ala2_allatom_openmm.py"), "--out", str(output)),
-            *(
-                "--nanoseconds",
-                "0.004",
-                "--save_every_ps",
-                "0.4",
-                "--bias_ns",
-                "0.02",
-                "--equilibrate_ps",
-                "1",
-            ),
+            *("--nanoseconds", "0.004", "--save_every_ps", "0.4", "--equilibrate_ps", "1"),
+            *("--bias_ns", "0.02", "--bias_on", "phi", "psi"),
         ],
         check=True,
         capture_output=True,
