@@ -103,6 +103,12 @@ def fit(
     return unexplained, correlation
 
 
+def _coords(path: str) -> torch.Tensor:
+    """The bead positions ``coords [F, 5, 3]`` of a CG training file."""
+    with np.load(path) as arrays:
+        return torch.as_tensor(arrays["coords"], dtype=torch.float32)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -112,15 +118,19 @@ def main() -> None:
     parser.add_argument("--noise", type=float, nargs="*", default=[0.0, 20.0], help="σ in kcal/mol/Å")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--coverage_of", nargs="*", default=[], help="CG training files (npz, 5 ala2 beads) to cover too"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     coords = torch.as_tensor(np.load(CGNET), dtype=torch.float32)
     energy, forces = chiral_target(coords, args.amplitude)
     n_train, n_test = int(0.8 * len(coords)), int(0.1 * len(coords))
     test = slice(len(coords) - n_test, None)
-    phi, psi = dihedrals(coords, PHI_PSI).double().numpy().T
-    for name, fraction in mirror_coverage(phi, psi).items():
-        print(f"# frames {name}: {100 * fraction:.2f} %")
+    for source, frames in [("cgnet", coords)] + [(path, _coords(path)) for path in args.coverage_of]:
+        phi, psi = dihedrals(frames, PHI_PSI).double().numpy().T
+        for name, fraction in mirror_coverage(phi, psi).items():
+            print(f"# {source}: frames {name}: {100 * fraction:.2f} %")
     if not args.noise:
         return
     print(f"# {len(coords)} cgnet frames; train on the first {n_train}, test on the last {n_test}")
