@@ -11,7 +11,10 @@ forces (e.g. from ``examples/ala2_allatom_openmm.py``), mapped by
 4. ``pyg-hipts cg simulate``: the trained model, and the priors alone (``--without``);
 5. ``pyg-hipts cg refine``: one step of iterative Boltzmann inversion of the one-dimensional
    dihedral priors from the trained model's run, then ``cg simulate`` of the refined model;
-6. ``pyg-hipts cg analyze``: all three against the mapped reference -> ``<out>/analysis``.
+6. ``pyg-hipts cg analyze``: all three against the mapped reference -> ``<out>/analysis``;
+7. the α / β / αL populations of each model by free-energy perturbation along the mirror map
+   (:mod:`pyg_hipts.cg.mirror`), which needs no crossing of φ = 0 in the runs ->
+   ``<out>/analysis/mirror_populations.json``.
 
 From the project root::
 
@@ -22,24 +25,30 @@ From the project root::
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 from torch_geometric.data import Batch
 
 from pyg_hipts.cg import FourierDihedrals, TopologyPrior
+from pyg_hipts.cg.mirror import format_mirror_populations, mirror_populations
+from pyg_hipts.cg_workflow.analyze import read_simulation
 from pyg_hipts.cli import run_cli
 from pyg_hipts.data import load_split, read_npz
 from pyg_hipts.nn import HipNN
 from pyg_hipts.potentials import Potential, load_potential
 from pyg_hipts.timing import max_time
 from pyg_hipts.train.checkpoints import newest_checkpoint
+from pyg_hipts.units import boltzmann_constant
 
 ROOT = Path(__file__).resolve().parents[1]
 CGNET = ROOT.parent / "shared" / "data" / "cgnet_ala2"
 BEADS = ["C", "N", "CA", "C", "N"]
+PHI_PSI = [0, 1, 2, 3, 4]  # φ = dihedral of beads 0-1-2-3, ψ = 1-2-3-4
 BEAD_MASSES = [43.045, 15.015, 28.053, 28.010, 30.049]  # each backbone atom with its group
 CGNET_SPACING_PS = 10.0
 
@@ -152,10 +161,30 @@ def main() -> None:
             *("cg", "analyze", "--reference", str(data), "--output", str(out / "analysis")),
             *("--trajectory", *(str(folder / "trajectory.npz") for folder in runs.values())),
             *("--labels", *runs),
-            *("--phi_psi", "0", "1", "2", "3", "4"),
+            *("--phi_psi", *map(str, PHI_PSI)),
             *("--discard_ps", str(args.discard_ps)),
         ]
     )
+    mirror_estimates(runs, checkpoint, out / "refined.pt", frames[0].z, args.discard_ps, out / "analysis")
+
+
+def mirror_estimates(
+    runs: dict[str, Path], checkpoint: Path, refined: Path, z: torch.Tensor, discard_ps: float, output: Path
+) -> None:
+    """α / β / αL populations of every run's model from its own frames (step 7)."""
+    print("\npopulations by free-energy perturbation along the mirror map (pyg_hipts.cg.mirror):")
+    estimates = {}
+    for label, folder in runs.items():
+        model = load_potential(refined if label.startswith("refined") else checkpoint).double()
+        if label == "priors alone":
+            model = model.without(HipNN)
+        with np.load(folder / "trajectory.npz") as run:
+            thermal_energy = boltzmann_constant(model.units.energy) * float(run["temperature"])
+        positions = read_simulation(folder / "trajectory.npz", discard_ps).positions
+        frames = torch.as_tensor(positions.reshape(-1, *positions.shape[2:]))
+        estimates[label] = mirror_populations(model, z, frames, PHI_PSI, thermal_energy)
+        print(f"{label}: {format_mirror_populations(estimates[label])}")
+    (output / "mirror_populations.json").write_text(json.dumps(estimates, indent=2))
 
 
 def simulate(checkpoint: Path, data: Path, folder: Path, args: argparse.Namespace, *extra: str) -> None:
