@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch_geometric.data import Batch
 
-from pyg_hipts.cg import FourierDihedrals, TopologyPrior
+from pyg_hipts.cg import FourierDihedrals, TopologyPrior, dihedrals
 from pyg_hipts.cg.mirror import format_mirror_populations, mirror_populations
 from pyg_hipts.cg_workflow.analyze import read_simulation
 from pyg_hipts.cli import run_cli
@@ -183,7 +183,13 @@ def mirror_estimates(
         positions = read_simulation(folder / "trajectory.npz", discard_ps).positions
         frames = torch.as_tensor(positions.reshape(-1, *positions.shape[2:]))
         estimates[label] = mirror_populations(model, z, frames, PHI_PSI, thermal_energy)
-        print(f"{label}: {format_mirror_populations(estimates[label])}")
+        phi = dihedrals(frames, torch.tensor([PHI_PSI[:4]]))[:, 0].reshape(positions.shape[:2])
+        crossing = int(((phi > 0).any(0) & (phi < 0).any(0)).sum())
+        estimates[label]["replicas_on_both_sides"] = crossing
+        print(
+            f"{label}: {format_mirror_populations(estimates[label])}; "
+            f"{crossing} of {phi.shape[1]} replicas visit both φ < 0 and φ > 0"
+        )
     (output / "mirror_populations.json").write_text(json.dumps(estimates, indent=2))
 
 
