@@ -36,13 +36,11 @@ def mirror_energy_differences(model: Potential, z: Tensor, positions: Tensor, ch
     differences = []
     for start in range(0, len(positions), chunk):
         frames = positions[start : start + chunk].double()
-        batch = torch.arange(len(frames)).repeat_interleave(n)
-        atoms = z.repeat(len(frames))
-
-        def energy(pos: Tensor, atoms: Tensor = atoms, batch: Tensor = batch) -> Tensor:
-            return model.predict(atoms, pos.reshape(-1, 3), batch, forces=False).energy.reshape(-1)
-
-        differences.append((energy(-frames) - energy(frames)).detach())
+        both = torch.cat([frames, -frames])  # [2f, n, 3]: the frames, then their images
+        batch = torch.arange(len(both)).repeat_interleave(n)
+        energy = model.predict(z.repeat(len(both)), both.reshape(-1, 3), batch, forces=False).energy
+        original, mirrored = energy.reshape(2, -1).detach()
+        differences.append(mirrored - original)
     return torch.cat(differences)
 
 
