@@ -1,6 +1,6 @@
 """The coarse-graining commands: ``cg map`` (npz with a topology, DCD through mdtraj, exact sums
 and units), ``cg simulate`` (masses and temperature from the checkpoint, segments equal to
-``--continue``, priors alone), ``cg analyze`` (a reference against itself)."""
+``--continue``, compiled equal to eager, priors alone), ``cg analyze`` (a reference against itself)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from pyg_hipts.cg import mapping_from_spec
 from pyg_hipts.cli import run_cli
@@ -160,7 +161,7 @@ def _simulate(checkpoint: Path, data: Path, output: Path, *extra: str) -> Path:
 
 
 def test_simulate_segments_equal_continue_and_analyze(
-    tmp_path: Path, mapped, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, mapped, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     data = mapped[0]
     checkpoint = _fit(data, tmp_path / "fit")
@@ -193,6 +194,14 @@ def test_simulate_segments_equal_continue_and_analyze(
         assert float(one["temperature"]) == 300.0 and one["names"].tolist() == list(system.names)
     with np.load(whole / "state.npz") as state:
         assert int(state["step"]) == 20 and state["velocities"].shape == (3, 5, 3)
+    original_compile = torch.compile  # inductor's code is tested in test_compile.py; here the path
+    monkeypatch.setattr(
+        torch, "compile", lambda f, **kw: original_compile(f, **kw | {"backend": "aot_eager"})
+    )
+    compiled = _simulate(checkpoint, data, tmp_path / "compiled", "--steps", "20", "--compile")
+    monkeypatch.undo()
+    with np.load(whole / "trajectory.npz") as eager, np.load(compiled / "trajectory.npz") as graph:
+        np.testing.assert_allclose(graph["positions"], eager["positions"], rtol=0, atol=1e-5)
     with pytest.raises(FileExistsError, match="holds a run"):
         _simulate(checkpoint, data, tmp_path / "whole", "--steps", "10")
     with pytest.raises(

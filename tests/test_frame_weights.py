@@ -8,6 +8,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ import torch
 from pyg_hipts.cg import FourierDihedrals, HarmonicBonds, dihedrals
 from pyg_hipts.cg.analysis import effective_sample_size, radial_distribution
 from pyg_hipts.cg.refine import dihedral_correction
+from pyg_hipts.cg_workflow.simulate import chosen_frames, starting_frames
 from pyg_hipts.cli import run_cli
 from pyg_hipts.data import read_npz
 from pyg_hipts.data.prepare import prepare
@@ -181,3 +183,29 @@ def test_a_prepared_dataset_refuses_weighted_frames(tmp_path: Path) -> None:
     source = _write_all_atom(tmp_path / "aa.npz", np.ones(10))
     with pytest.raises(ValueError, match=r"aa\.npz: the frames carry weights .* read the \.npz file itself"):
         prepare(source, tmp_path / "prepared", reader_options={"energy_key": None}, progress=False)
+
+
+def test_replicas_start_from_frames_chosen_by_weight(tmp_path: Path) -> None:
+    weights = torch.tensor([0.0, 0.0, 1.0, 0.0, 3.0])
+    np.testing.assert_array_equal(chosen_frames(5, 4, "spread", 0, weights), [2, 4, 4, 4])
+    np.testing.assert_array_equal(chosen_frames(5, 3, "spread", 0), [0, 2, 4])  # unweighted: even
+    drawn = chosen_frames(5, 20_000, "random", 0, weights)
+    counts = np.bincount(drawn.numpy(), minlength=5) / 20_000
+    assert counts[[0, 1, 3]].sum() == 0 and counts[4] == pytest.approx(0.75, abs=0.01)
+
+    # through the start file of cg simulate: its frame weights decide
+    positions = np.arange(5.0)[:, None, None] + np.zeros((5, 3, 3))
+    positions[:, :, 0] += np.arange(3.0)
+    np.savez(
+        tmp_path / "cg.npz",
+        nuclear_charges=[1, 2, 1],
+        coords=positions,
+        forces=0 * positions,
+        weights=weights,
+    )
+    options = SimpleNamespace(
+        start=tmp_path / "cg.npz", format=None, reader_options={}, start_frames="spread", replicas=4, seed=0
+    )
+    z, start, cell = starting_frames(options)
+    assert z.tolist() == [1, 2, 1] and cell is None
+    np.testing.assert_array_equal(start[:, 0, 1], [2.0, 4.0, 4.0, 4.0])

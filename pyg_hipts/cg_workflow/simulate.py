@@ -3,9 +3,14 @@
 The masses, bead names and temperature come from the checkpoint (they were recorded from the
 training file of ``pyg-hipts cg map``); the units are the potential's. Replicas start from
 frames of ``--start`` (a file the package reads, e.g. the coarse-grained training file), spread
-evenly over it or drawn at random. BAOAB steps (:class:`pyg_hipts.md.BAOAB`) run in segments of
-``--segment_steps``; after each one ``<output>/trajectory.npz`` and ``<output>/state.npz`` are
-rewritten (atomically), so a stopped run loses at most one segment:
+evenly over it or drawn at random. Frames with weights (``weights`` of an npz file, e.g. from a
+biased simulation) are chosen by weight: spread evenly over the cumulative weight, or drawn with
+probability proportional to it, so that the replicas start in the unbiased ensemble.
+``--compile`` evaluates the potential through one compiled graph
+(:meth:`~pyg_hipts.potentials.Potential.compile_for_inference`). BAOAB steps
+(:class:`pyg_hipts.md.BAOAB`) run in segments of ``--segment_steps``; after each one
+``<output>/trajectory.npz`` and ``<output>/state.npz`` are rewritten (atomically), so a stopped
+run loses at most one segment:
 
 - ``trajectory.npz``: ``positions [S, R, n, 3]`` (float32), ``time_ps [S]``, ``nuclear_charges``,
   ``names``, ``masses``, ``temperature``, ``length_unit``, ``energy_unit`` (``cell`` when periodic);
@@ -59,18 +64,40 @@ def _save(path: Path, arrays: dict[str, Any]) -> None:
     partial.replace(path)
 
 
+def chosen_frames(
+    n_frames: int, replicas: int, how: str, seed: int, weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``[R]`` indices of the start frames among ``n_frames``.
+
+    ``how = "spread"``: without ``weights [n_frames]``, ``R`` evenly spaced frames; with them,
+    the frames at the quantiles ``(r + 1/2) / R`` of the cumulative weight ``Σ_{i<=k} w_i / Σ w``
+    (frames of weight 0 are never chosen). ``how = "random"``: ``R`` frames drawn with
+    replacement, uniformly or with probability ``w_k / Σ w`` (seeded by ``seed``).
+    """
+    generator = torch.Generator().manual_seed(seed)
+    if weights is None:
+        if how == "random":
+            return torch.randint(n_frames, (replicas,), generator=generator)
+        return torch.linspace(0, n_frames - 1, replicas).round().long()
+    if how == "random":
+        return torch.multinomial(weights, replicas, replacement=True, generator=generator)
+    cumulative = torch.cumsum(weights, 0) / weights.sum()
+    quantiles = (torch.arange(replicas, dtype=torch.float64) + 0.5) / replicas
+    return torch.searchsorted(cumulative, quantiles).clamp(max=n_frames - 1)
+
+
 def starting_frames(options: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """``(z [n], positions [R, n, 3], cell [3, 3] or None)``: ``options.replicas`` frames of
-    ``options.start``, evenly spread over the file or drawn at random (``options.start_frames``)."""
+    ``options.start`` chosen by :func:`chosen_frames` (``options.start_frames``, by the frames'
+    weights when the file records them)."""
     reader_options = dict(options.reader_options or {})
     if str(options.start).endswith(".npz"):
         reader_options.setdefault("energy_key", None)
     dataset = read_dataset(options.start, options.format, dtype=torch.float64, **reader_options)
-    if options.start_frames == "random":
-        generator = torch.Generator().manual_seed(options.seed)
-        chosen = torch.randint(len(dataset), (options.replicas,), generator=generator)
-    else:
-        chosen = torch.linspace(0, len(dataset) - 1, options.replicas).round().long()
+    weights = None
+    if len(dataset) and "frame_weight" in dataset[0]:
+        weights = torch.cat([dataset[i].frame_weight for i in range(len(dataset))])
+    chosen = chosen_frames(len(dataset), options.replicas, options.start_frames, options.seed, weights)
     frames = [dataset[int(i)] for i in chosen]
     z = frames[0].z
     for index, frame in zip(chosen.tolist(), frames, strict=True):
@@ -148,6 +175,8 @@ def simulate(options: Any) -> Path:
             f"multiples of the run's --save_every ({run['save_every']})"
         )
     potential = _without(load_potential(run["checkpoint"]).to(torch.float64).eval(), run["without"])
+    if options.compile:
+        potential.compile_for_inference()
     if len(run["masses"]) != len(z):
         raise ValueError(f"{len(run['masses'])} masses for structures of {len(z)} beads")
     integrator = _integrator(potential, z, cell, run, run["seed"])
@@ -233,6 +262,9 @@ def parser():
         nargs="*",
         default=[],
         help="class paths of terms to leave out (pyg_hipts.nn.HipNN)",
+    )
+    parser.add_argument(
+        "--compile", action="store_true", help="evaluate the potential through one compiled graph"
     )
     parser.add_argument("--continue", dest="resume", action="store_true", help="extend the run in --output")
     parser.add_argument("--overwrite", action="store_true", help="replace a run in --output")
