@@ -16,7 +16,7 @@ forces (e.g. from ``examples/ala2_allatom_openmm.py``), mapped by
    (:mod:`pyg_hipts.cg.mirror`), which needs no crossing of φ = 0 in the runs ->
    ``<out>/analysis/mirror_populations.json``.
 
-From the project root::
+``--compile`` trains and simulates through compiled graphs. From the project root::
 
     python examples/cg_ala2.py --data cgnet --out runs/cg_ala2_cgnet --train_minutes 15 \\
         --replicas 100 --steps 50000
@@ -97,6 +97,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", help="skip training and use this checkpoint")
     parser.add_argument("--config", action="append", default=[], help="YAML after configs/cg_ala2.yaml")
     parser.add_argument("--keep_runs", action="store_true", help="reuse simulations already in --out")
+    parser.add_argument("--compile", action="store_true", help="train and simulate through compiled graphs")
     args = parser.parse_args()
     print(f"# python {shlex.join(sys.argv)}", flush=True)
     out = Path(args.out)
@@ -115,6 +116,7 @@ def main() -> None:
                 *(item for path in args.config for item in ("--config", path)),
                 *("--data.train_file", str(data), "--trainer.max_time", max_time(args.train_minutes)),
                 *("--trainer.logger.init_args.save_dir", str(out)),
+                *(("--model.compile", "true") if args.compile else ()),
             ]
         )
         checkpoint = newest_checkpoint(out, "best.ckpt")
@@ -211,6 +213,7 @@ def simulate(checkpoint: Path, data: Path, folder: Path, args: argparse.Namespac
                 str(folder),
             ),
             *("--replicas", str(args.replicas), "--steps", str(args.steps), *extra, "--overwrite"),
+            *(("--compile",) if args.compile else ()),
         ]
     )
 
