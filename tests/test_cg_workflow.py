@@ -194,12 +194,17 @@ def test_simulate_segments_equal_continue_and_analyze(
         assert float(one["temperature"]) == 300.0 and one["names"].tolist() == list(system.names)
     with np.load(whole / "state.npz") as state:
         assert int(state["step"]) == 20 and state["velocities"].shape == (3, 5, 3)
-    original_compile = torch.compile  # inductor's code is tested in test_compile.py; here the path
-    monkeypatch.setattr(
-        torch, "compile", lambda f, **kw: original_compile(f, **kw | {"backend": "aot_eager"})
-    )
+    # the compiled path, its graph run by aot_eager (inductor's code is tested in test_compile.py)
+    compile_graph, compiled_graphs = torch.compile, []
+
+    def aot_eager(function, **options):
+        compiled_graphs.append(function)
+        return compile_graph(function, **options | {"backend": "aot_eager"})
+
+    monkeypatch.setattr(torch, "compile", aot_eager)
     compiled = _simulate(checkpoint, data, tmp_path / "compiled", "--steps", "20", "--compile")
     monkeypatch.undo()
+    assert len(compiled_graphs) == 2  # atom_energies (stress, energies alone) and the traced graph
     with np.load(whole / "trajectory.npz") as eager, np.load(compiled / "trajectory.npz") as graph:
         np.testing.assert_allclose(graph["positions"], eager["positions"], rtol=0, atol=1e-5)
     with pytest.raises(FileExistsError, match="holds a run"):
