@@ -180,9 +180,9 @@ def mirror_estimates(
         model = load_potential(refined if label.startswith("refined") else checkpoint).double()
         if label == "priors alone":
             model = model.without(HipNN)
-        with np.load(folder / "trajectory.npz") as run:
-            thermal_energy = boltzmann_constant(model.units.energy) * float(run["temperature"])
-        positions = read_simulation(folder / "trajectory.npz", discard_ps).positions
+        run = read_simulation(folder / "trajectory.npz", discard_ps)
+        thermal_energy = boltzmann_constant(model.units.energy) * run.temperature
+        positions = run.positions
         frames = torch.as_tensor(positions.reshape(-1, *positions.shape[2:]))
         estimates[label] = mirror_populations(model, z, frames, PHI_PSI, thermal_energy)
         phi = dihedrals(frames, torch.tensor([PHI_PSI[:4]]))[:, 0].reshape(positions.shape[:2])

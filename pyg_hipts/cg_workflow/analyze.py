@@ -89,7 +89,8 @@ def read_reference(path: Path) -> Samples:
 
 
 def read_simulation(path: Path, discard_ps: float) -> Samples:
-    """The frames of a ``cg simulate`` trajectory after the first ``discard_ps``."""
+    """The frames of a ``cg simulate`` trajectory after the first ``discard_ps``, with its
+    temperature when it records one."""
     with np.load(path) as arrays:
         times = np.asarray(arrays["time_ps"], dtype=np.float64)
         keep = times >= times[0] + discard_ps
@@ -98,7 +99,9 @@ def read_simulation(path: Path, discard_ps: float) -> Samples:
                 f"{path}: the run is {times[-1] - times[0]:g} ps, shorter than --discard_ps {discard_ps}"
             )
         cell = np.asarray(arrays["cell"]) if "cell" in arrays.files else None
-        return Samples(np.asarray(arrays["positions"], dtype=np.float64)[keep], times[keep], cell)
+        temperature = float(arrays["temperature"]) if "temperature" in arrays.files else None
+        positions = np.asarray(arrays["positions"], dtype=np.float64)[keep]
+        return Samples(positions, times[keep], cell, temperature)
 
 
 def chain_topology(n_beads: int) -> dict[str, list[list[int]]]:
