@@ -1,6 +1,6 @@
 """Train HIP-NN-TS on rMD17 (standard split 01, 1000 training frames) with a stated CPU budget.
 
-For each molecule: ``pyg-hipts fit`` with ``configs/<config>.yaml`` (950 training / 50 validation
+For each molecule: ``pyg-hipts fit`` with ``--config`` (950 training / 50 validation
 frames drawn from ``rmd17_<molecule>_train_01.npz``), a wall-time budget, then a test of the best
 checkpoint on the 1000 frames of ``rmd17_<molecule>_test_01.npz``. Prints energy MAE (meV per
 molecule) and force MAE (meV/Å per component) next to published numbers (MACE paper, Table 1;
@@ -11,7 +11,8 @@ Run from the project root, e.g.::
     python benchmarks/train_rmd17.py --molecules aspirin ethanol uracil --minutes 40 --threads 2
 
 Any further option goes to ``pyg-hipts fit`` unchanged, so a variant of a config needs no new file,
-e.g. ``--model.model.init_args.tensor_invariants complete``.
+e.g. ``--model.model.init_args.tensor_invariants complete``; ``--config`` takes several files, applied
+in order (a base config, then one that changes part of it).
 """
 
 from __future__ import annotations
@@ -77,7 +78,9 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
     )
     parser.add_argument("--molecules", nargs="+", default=["aspirin", "ethanol", "uracil"])
-    parser.add_argument("--config", default="configs/rmd17_ts2.yaml")
+    parser.add_argument(
+        "--config", nargs="+", default=["configs/rmd17_ts2.yaml"], help="configs applied in order"
+    )
     parser.add_argument("--minutes", type=float, default=40.0, help="training wall-time budget per molecule")
     parser.add_argument("--max-epochs", type=int, default=100000)
     parser.add_argument("--threads", type=int, default=2)
@@ -89,7 +92,8 @@ def main() -> None:
     for molecule in args.molecules:
         run_dir = Path(args.out) / molecule
         override = override_config(molecule, args.minutes, run_dir, args.max_epochs)
-        command = ["pyg-hipts", "fit", "--config", args.config, "--config", str(override), *fit_options]
+        configs = [item for path in [*args.config, str(override)] for item in ("--config", path)]
+        command = ["pyg-hipts", "fit", *configs, *fit_options]
         print("#", " ".join(command), flush=True)
         start = time.perf_counter()
         subprocess.run(command, check=True, env=environment, cwd=ROOT)
@@ -103,7 +107,7 @@ def main() -> None:
             flush=True,
         )
 
-    variant = " ".join([Path(args.config).stem, *fit_options])
+    variant = " ".join([*(Path(path).stem for path in args.config), *fit_options])
     print(
         f"\n| molecule | pyg_hipts ({variant}) E / F | epochs "
         f"| wall (min, {args.threads} threads) | PaiNN | NequIP | MACE |"
