@@ -189,6 +189,11 @@ RUNS = (
     + [["configs/rmd17_ts2.yaml", "--model", name] for name in MODEL_SECTIONS]
     + [["configs/rmd17_ts2.yaml", "--config", name] for name in _config_names("data/*.yaml")]
     + [["configs/cg_ala2.yaml", "--config", name] for name in _config_names("cg/*.yaml")]
+    # one eager step: compiled training has its own tests (tests/test_compile.py)
+    + [
+        ["configs/rmd17_hiphop.yaml", "--config", name, "--model.compile", "false"]
+        for name in _config_names("hiphop/*.yaml")
+    ]
 )
 COMPARISONS = _config_names("compare_*.yaml")
 MAPS = _config_names("cg_map/*.yaml")
